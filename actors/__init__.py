@@ -1,0 +1,1 @@
+"""Ray actor shells: they hold state and receive messages; the logic lives in engine/."""

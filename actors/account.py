@@ -1,0 +1,65 @@
+"""AccountActor: one per configured broker account, owning its adapter and order lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import ray
+
+from engine.account import AccountRuntime
+from engine.brokers.base import ModifyRequest
+from engine.brokers.factory import build_adapter
+from engine.config import AccountSettings, PaperSettings
+from engine.domain import Order, OrderRequest
+from engine.domain.accounts import AccountSnapshot
+from engine.store.database import create_pool
+from engine.store.orders import OrderStore
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class AccountActor:
+    """Order submission is never retried by Ray (max_task_retries=0): a retry could send twice."""
+
+    def __init__(self, account: AccountSettings, paper: PaperSettings, data_dir: str, dsn: str) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._account = account
+        self._paper = paper
+        self._data_dir = Path(data_dir)
+        self._dsn = dsn
+        self._runtime: AccountRuntime | None = None
+
+    async def start(self) -> None:
+        if self._runtime is not None:
+            return
+        pool = await create_pool(self._dsn, 4)
+        adapter = build_adapter(self._account, self._paper, self._data_dir)
+        runtime = AccountRuntime(
+            self._account.id, self._account.broker_name, adapter, OrderStore(pool),
+            self._account.sync_interval_seconds,
+        )  # fmt: skip
+        await runtime.start()
+        self._runtime = runtime
+
+    async def _ready(self) -> AccountRuntime:
+        if self._runtime is None:  # after a Ray restart the first message starts it again
+            await self.start()
+        assert self._runtime is not None
+        return self._runtime
+
+    async def submit(self, request: OrderRequest) -> tuple[Order, bool]:
+        return await (await self._ready()).submit(request)
+
+    async def cancel(self, order_id: str) -> Order:
+        return await (await self._ready()).cancel(order_id)
+
+    async def modify(self, order_id: str, change: ModifyRequest) -> Order:
+        return await (await self._ready()).modify(order_id, change)
+
+    async def snapshot(self) -> AccountSnapshot:
+        return (await self._ready()).snapshot()
+
+    async def stop(self) -> None:
+        if self._runtime is not None:
+            await self._runtime.stop()
+            self._runtime = None

@@ -1,0 +1,3 @@
+from clients.cli.main import app
+
+app(prog_name="trademaster")

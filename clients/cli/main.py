@@ -1,0 +1,238 @@
+"""`trademaster`: run the daemon, and drive it over gRPC.
+
+Every read takes --json for scripts. A failed call prints the server's status and message to stderr
+and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import grpc
+import typer
+
+from clients.cli import render
+from clients.python import DEFAULT_SERVER, Client
+from engine.api import convert
+from engine.domain import OrderStatus, OrderType, Product, Side
+from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2
+
+app = typer.Typer(help="TradeMaster Orchestrator: many broker accounts, one trading book.", no_args_is_help=True)
+order_app = typer.Typer(help="Place, change and inspect orders.", no_args_is_help=True)
+app.add_typer(order_app, name="order")
+
+F = TypeVar("F", bound=Callable[..., object])
+
+ServerOpt = Annotated[str, typer.Option("--server", envvar="TRADEMASTER_SERVER", help="Daemon address HOST:PORT.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API response as JSON.")]
+
+
+def _rpc_errors(fn: F) -> F:
+    """Show a failed call as the server's status and message, exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)
+        except grpc.RpcError as exc:
+            typer.echo(f"error: {exc.code().name}: {exc.details()}", err=True)  # type: ignore[attr-defined]
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option(help="TOML config file (see README).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the embedded database and paper state live.")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run the daemon in the foreground until Ctrl-C or SIGTERM."""
+    from engine.config import ConfigError, load_settings  # the daemon's imports stay out of client commands
+    from engine.daemon import run
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(config, data_dir)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    run(settings)
+
+
+@app.command()
+@_rpc_errors
+def accounts(server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
+    """List the accounts with their broker, status and health."""
+    with Client(server) as client:
+        reply = client.accounts.ListAccounts(accounts_pb2.ListAccountsRequest())
+    if json:
+        typer.echo(render.as_json(reply))
+    else:
+        render.accounts(reply.accounts)
+
+
+def _show_order(order: orders_pb2.Order, json: bool, title: str = "Order") -> None:
+    if json:
+        typer.echo(render.as_json(order))
+    else:
+        render.orders([order], title)
+
+
+@order_app.command("place")
+@_rpc_errors
+def order_place(
+    instrument: Annotated[str, typer.Argument(help="EXCHANGE:SYMBOL, e.g. NSE:INFY.")],
+    side: Annotated[Side, typer.Argument(case_sensitive=False)],
+    quantity: Annotated[int, typer.Argument()],
+    account: Annotated[str, typer.Option(help="Account id; default: the configured default account.")] = "",
+    product: Annotated[Product, typer.Option(case_sensitive=False)] = Product.CNC,
+    order_type: Annotated[OrderType, typer.Option("--type", case_sensitive=False)] = OrderType.MARKET,
+    price: Annotated[str, typer.Option(help="Limit price (LIMIT, SL).")] = "",
+    trigger_price: Annotated[str, typer.Option("--trigger", help="Trigger price (SL, SL-M).")] = "",
+    client_order_id: Annotated[
+        str, typer.Option(help="Idempotency key; a repeat returns the original order. Default: random.")
+    ] = "",
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """Place an order."""
+    request = orders_pb2.PlaceOrderRequest(
+        client_order_id=client_order_id or f"cli-{uuid.uuid4().hex[:20]}",
+        account=account,
+        instrument=instrument,
+        side=convert.side_to_proto(side),
+        quantity=quantity,
+        product=convert.product_to_proto(product),
+        order_type=convert.order_type_to_proto(order_type),
+        price=price,
+        trigger_price=trigger_price,
+    )
+    with Client(server) as client:
+        reply = client.orders.PlaceOrder(request)
+    if json:
+        typer.echo(render.as_json(reply))
+    else:
+        render.orders([reply.order], "Order (duplicate: nothing sent)" if reply.duplicate else "Order placed")
+
+
+@order_app.command("cancel")
+@_rpc_errors
+def order_cancel(order_id: str, server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
+    """Cancel an open order."""
+    with Client(server) as client:
+        _show_order(client.orders.CancelOrder(orders_pb2.CancelOrderRequest(order_id=order_id)), json)
+
+
+@order_app.command("modify")
+@_rpc_errors
+def order_modify(
+    order_id: str,
+    quantity: Annotated[int | None, typer.Option(help="New total quantity.")] = None,
+    price: Annotated[str | None, typer.Option(help="New limit price.")] = None,
+    trigger_price: Annotated[str | None, typer.Option("--trigger", help="New trigger price.")] = None,
+    order_type: Annotated[OrderType | None, typer.Option("--type", case_sensitive=False)] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """Change an open order's quantity, price, trigger or type."""
+    request = orders_pb2.ModifyOrderRequest(order_id=order_id)
+    if quantity is not None:
+        request.quantity = quantity
+    if price is not None:
+        request.price = price
+    if trigger_price is not None:
+        request.trigger_price = trigger_price
+    if order_type is not None:
+        request.order_type = convert.order_type_to_proto(order_type)
+    with Client(server) as client:
+        _show_order(client.orders.ModifyOrder(request), json)
+
+
+@order_app.command("get")
+@_rpc_errors
+def order_get(
+    order_id: Annotated[str, typer.Argument(help="The daemon's order id (or a client order id with --client).")],
+    client_id: Annotated[bool, typer.Option("--client", help="ORDER_ID is a client_order_id.")] = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """Show one order."""
+    request = (
+        orders_pb2.GetOrderRequest(client_order_id=order_id)
+        if client_id
+        else orders_pb2.GetOrderRequest(order_id=order_id)
+    )
+    with Client(server) as client:
+        _show_order(client.orders.GetOrder(request), json)
+
+
+@order_app.command("list")
+@_rpc_errors
+def order_list(
+    account: Annotated[str, typer.Option(help="Only this account.")] = "",
+    open_only: Annotated[bool, typer.Option("--open", help="Only orders still working.")] = False,
+    status: Annotated[list[OrderStatus] | None, typer.Option(case_sensitive=False, help="Repeatable.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest first; at most 5000.")] = 50,
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """List orders, newest first."""
+    request = orders_pb2.ListOrdersRequest(
+        account=account,
+        open_only=open_only,
+        statuses=[convert.status_to_proto(s) for s in status or []],
+        limit=limit,
+    )
+    with Client(server) as client:
+        reply = client.orders.ListOrders(request)
+    if json:
+        typer.echo(render.as_json(reply))
+    else:
+        render.orders(reply.orders)
+
+
+@app.command()
+@_rpc_errors
+def portfolio(
+    account: Annotated[list[str] | None, typer.Option(help="Only these accounts (repeatable).")] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """The consolidated book: positions, holdings, funds and PnL across accounts."""
+    with Client(server) as client:
+        reply = client.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest(accounts=account or []))
+    if json:
+        typer.echo(render.as_json(reply))
+    else:
+        render.portfolio(reply)
+
+
+@app.command()
+@_rpc_errors
+def events(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming new events.")] = False,
+    after: Annotated[
+        int | None, typer.Option(help="Start after this sequence number. Default: 0, or now with --follow.")
+    ] = None,
+    account: Annotated[str, typer.Option(help="Only this account.")] = "",
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """Order updates and fills in sequence order; resumable with --after."""
+    request = orders_pb2.StreamOrderEventsRequest(account=account, catch_up_only=not follow)
+    if after is not None or not follow:
+        request.after_sequence = after or 0
+    with Client(server) as client:
+        try:
+            for event in client.orders.StreamOrderEvents(request):
+                typer.echo(render.as_json(event).replace("\n", "") if json else render.order_event(event))
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,129 @@
+"""How the CLI shows API messages: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.table import Table
+
+from engine.api import convert
+from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2
+
+console = Console()
+
+
+def as_json(message: Message) -> str:
+    return json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2, sort_keys=True)
+
+
+def _label(member: StrEnum | None) -> str:
+    return member.value if member is not None else ""
+
+
+def _order_row(o: orders_pb2.Order) -> list[str]:
+    return [
+        o.order_id,
+        o.account,
+        o.instrument,
+        _label(convert.side_from_proto(o.side)),
+        f"{o.filled_quantity}/{o.quantity}",
+        _label(convert.product_from_proto(o.product)),
+        _label(convert.order_type_from_proto(o.order_type)),
+        o.price or "-",
+        o.average_price or "-",
+        _label(convert.status_from_proto(o.status)),
+        o.status_message,
+    ]
+
+
+_ORDER_HEADERS = ["order id", "account", "instrument", "side", "filled", "product", "type", "price", "avg",
+                  "status", "message"]  # fmt: skip
+
+
+def table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    out = Table(title=title, title_justify="left")
+    for header in headers:
+        out.add_column(header, overflow="fold")
+    for row in rows:
+        out.add_row(*row)
+    return out
+
+
+def orders(items: Sequence[orders_pb2.Order], title: str = "Orders") -> None:
+    console.print(table(title, _ORDER_HEADERS, (_order_row(o) for o in items)))
+
+
+def order_event(event: orders_pb2.OrderEvent) -> str:
+    if event.HasField("fill"):
+        f = event.fill
+        side = _label(convert.side_from_proto(f.side))
+        return f"{event.sequence:>8}  fill   {f.account} {f.order_id} {side} {f.quantity} {f.instrument} @ {f.price}"
+    o = event.order
+    status = _label(convert.status_from_proto(o.status))
+    return (
+        f"{event.sequence:>8}  order  {o.account} {o.order_id} {status} {o.filled_quantity}/{o.quantity}"
+        f" {o.instrument} {o.status_message}".rstrip()
+    )
+
+
+def accounts(items: Sequence[accounts_pb2.Account]) -> None:
+    rows = (
+        [
+            a.id + (" *" if a.is_default else ""),
+            a.broker,
+            accounts_pb2.AccountStatus.Name(a.status).removeprefix("ACCOUNT_STATUS_"),
+            str(a.health.open_orders),
+            f"{a.health.ack_latency_ms:.2f}",
+            a.health.last_error,
+            a.label,
+        ]
+        for a in items
+    )
+    console.print(table("Accounts (* default)", ["id", "broker", "status", "open", "ack ms", "error", "label"], rows))
+
+
+def _position_rows(items: Iterable[portfolio_pb2.Position], with_account: bool) -> Iterable[list[str]]:
+    for p in items:
+        first = [p.account] if with_account else [",".join(p.accounts)]
+        yield [
+            *first,
+            p.instrument,
+            _label(convert.product_from_proto(p.product)),
+            str(p.quantity),
+            p.average_price or "-",
+            p.last_price or "-",
+            p.realised_pnl,
+            p.unrealised_pnl,
+        ]
+
+
+def portfolio(book: portfolio_pb2.Portfolio) -> None:
+    t = book.totals
+    console.print(
+        f"[bold]Portfolio[/bold]  realised {t.realised_pnl}  unrealised {t.unrealised_pnl}  total {t.total_pnl}"
+        f"  holdings value {t.holdings_value}\n"
+        f"Funds  available {t.funds.available}  used margin {t.funds.used_margin}  total {t.funds.total}"
+    )
+    headers = ["instrument", "product", "qty", "avg", "last", "realised", "unrealised"]
+    console.print(table("Positions (all accounts)", ["accounts", *headers], _position_rows(book.positions, False)))
+    holding_rows = (
+        [h.instrument, str(h.quantity), h.average_price, h.last_price, h.unrealised_pnl] for h in book.holdings
+    )
+    console.print(table("Holdings (all accounts)", ["instrument", "qty", "avg", "last", "unrealised"], holding_rows))
+    account_rows = (
+        [a.account, a.broker, a.funds.available, a.funds.used_margin, a.realised_pnl, a.unrealised_pnl,
+         str(len(a.positions)), str(len(a.holdings))]
+        for a in book.accounts
+    )  # fmt: skip
+    console.print(
+        table(
+            "By account",
+            ["account", "broker", "available", "used margin", "realised", "unrealised", "positions", "holdings"],
+            account_rows,
+        )
+    )

@@ -1,0 +1,1 @@
+"""TradeMaster Orchestrator engine: the daemon and its pure core."""

@@ -1,0 +1,305 @@
+"""One broker account's order lifecycle: submit, modify, cancel, and the periodic broker sync.
+
+This is what the AccountActor runs; it has no Ray in it so it can be tested with a real database
+and the paper broker alone. Every state change is persisted (with its event) before it is reported,
+and an order is persisted before its broker is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from engine.brokers.base import (
+    Ambiguous,
+    AuthExpired,
+    BrokerAdapter,
+    BrokerError,
+    BrokerOrder,
+    BrokerTrade,
+    ModifyRequest,
+    PlaceRequest,
+    Rejected,
+)
+from engine.domain import IllegalTransition, InstrumentId, Order, OrderRequest, OrderStatus
+from engine.domain.accounts import AccountSnapshot, AccountStatus
+from engine.domain.ids import new_order_id
+from engine.errors import FailedPrecondition, NotFound
+from engine.order_sync import apply_broker_view, settled_status
+from engine.store.orders import OrderStore
+
+log = logging.getLogger(__name__)
+
+_EWMA = 0.2
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AccountRuntime:
+    def __init__(
+        self, account: str, broker: str, adapter: BrokerAdapter, store: OrderStore, sync_interval: float
+    ) -> None:
+        self.account = account
+        self.broker = broker
+        self._adapter = adapter
+        self._store = store
+        self._interval = sync_interval
+        self._live: dict[str, Order] = {}
+        self._trade_ids: set[str] = set()
+        self._state_lock = asyncio.Lock()
+        self._sync_lock = asyncio.Lock()
+        self._kick = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._snapshot = AccountSnapshot(account, broker, AccountStatus.STARTING)
+
+    async def start(self) -> None:
+        self._live = {o.order_id: o for o in await self._store.live_orders(self.account)}
+        self._trade_ids = await self._store.trade_ids(self.account)
+        await self.sync()
+        self._loop_task = asyncio.create_task(self._sync_loop(), name=f"sync:{self.account}")
+
+    async def stop(self) -> None:
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self._adapter.close()
+
+    def snapshot(self) -> AccountSnapshot:
+        return replace(self._snapshot, open_orders=len(self._live))
+
+    # -- commands -------------------------------------------------------------------------------
+
+    async def submit(self, request: OrderRequest) -> tuple[Order, bool]:
+        """Place an order; returns (order, duplicate). A duplicate client_order_id sends nothing."""
+        if self._snapshot.status is AccountStatus.LOGIN_REQUIRED:
+            raise FailedPrecondition(f"account {self.account} needs a broker login")
+        now = _now()
+        intent = Order(
+            order_id=new_order_id(),
+            client_order_id=request.client_order_id,
+            account=self.account,
+            instrument=request.instrument,
+            side=request.side,
+            quantity=request.quantity,
+            product=request.product,
+            order_type=request.order_type,
+            price=request.price,
+            trigger_price=request.trigger_price,
+            status=OrderStatus.SUBMITTED,
+            created_at=now,
+            updated_at=now,
+        )
+        order, events = await self._store.insert_new(intent)
+        if not events:
+            return order, True
+        self._live[order.order_id] = order
+        started = time.perf_counter()
+        try:
+            broker_id = await self._adapter.place(
+                PlaceRequest(
+                    tag=order.order_id,
+                    instrument=order.instrument,
+                    side=order.side,
+                    quantity=order.quantity,
+                    product=order.product,
+                    order_type=order.order_type,
+                    price=order.price,
+                    trigger_price=order.trigger_price,
+                )
+            )
+        except Ambiguous as exc:
+            # It may be at the broker: keep it in flight; the sync finds it by tag.
+            log.warning("order %s in flight after ambiguous submission: %s", order.order_id, exc)
+            return await self._update(order.order_id, status_message=f"in flight: {exc}"), False
+        except BrokerError as exc:
+            self._note_broker_error(exc)
+            return await self._update(order.order_id, OrderStatus.REJECTED, status_message=str(exc)), False
+        self._note_ack((time.perf_counter() - started) * 1000)
+        acked = await self._ack(order.order_id, broker_id)
+        self._kick.set()
+        return acked, False
+
+    async def cancel(self, order_id: str) -> Order:
+        order = await self._live_order(order_id)
+        await self._update(order_id, OrderStatus.PENDING_CANCEL)
+        try:
+            await self._adapter.cancel(order.broker_order_id or "")
+        except BrokerError as exc:
+            self._note_broker_error(exc)
+            await self._settle(order_id, f"cancel refused: {exc}")
+            await self.sync()
+            raise FailedPrecondition(f"broker refused the cancel of {order_id}: {exc}") from None
+        await self.sync()
+        return await self._current(order_id)
+
+    async def modify(self, order_id: str, change: ModifyRequest) -> Order:
+        order = await self._live_order(order_id)
+        if change.quantity is not None and change.quantity <= order.filled_quantity:
+            raise FailedPrecondition(
+                f"quantity {change.quantity} is not above the {order.filled_quantity} already filled"
+            )
+        await self._update(order_id, OrderStatus.PENDING_MODIFY)
+        try:
+            await self._adapter.modify(order.broker_order_id or "", change)
+        except BrokerError as exc:
+            self._note_broker_error(exc)
+            await self._settle(order_id, f"modify refused: {exc}")
+            await self.sync()
+            raise FailedPrecondition(f"broker refused the modification of {order_id}: {exc}") from None
+        await self._settle(order_id, "", change)
+        await self.sync()
+        return await self._current(order_id)
+
+    # -- state changes (each persisted with its event before it is visible) -----------------------
+
+    async def _live_order(self, order_id: str) -> Order:
+        order = self._live.get(order_id)
+        if order is None:
+            stored = await self._store.get(order_id)
+            if stored is None or stored.account != self.account:
+                raise NotFound(f"order {order_id} not found")
+            raise FailedPrecondition(f"order {order_id} is {stored.status} and can no longer change")
+        if order.broker_order_id is None:
+            raise FailedPrecondition(f"order {order_id} is still in flight to the broker; try again shortly")
+        if order.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_MODIFY):
+            raise FailedPrecondition(f"order {order_id} is {order.status}; wait for the broker's answer")
+        return order
+
+    async def _current(self, order_id: str) -> Order:
+        return self._live.get(order_id) or await self._store.get(order_id)  # type: ignore[return-value]
+
+    async def _update(self, order_id: str, status: OrderStatus | None = None, **changes: object) -> Order:
+        async with self._state_lock:
+            order = self._live[order_id]
+            updated = order.moved_to(status or order.status, _now(), **changes)
+            await self._save(updated)
+            return updated
+
+    async def _ack(self, order_id: str, broker_order_id: str) -> Order:
+        async with self._state_lock:
+            order = self._live.get(order_id)
+            if order is None or order.broker_order_id:  # the sync got there first
+                return order or await self._store.get(order_id)  # type: ignore[return-value]
+            updated = order.moved_to(OrderStatus.OPEN, _now(), broker_order_id=broker_order_id)
+            await self._save(updated)
+            return updated
+
+    async def _settle(self, order_id: str, message: str, change: ModifyRequest | None = None) -> None:
+        """Return a pending order to its working status, applying an accepted modification."""
+        async with self._state_lock:
+            order = self._live.get(order_id)
+            if order is None or order.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_MODIFY):
+                return
+            fields: dict[str, object] = {"status_message": message}
+            if change is not None:
+                fields.update(
+                    {
+                        k: v
+                        for k, v in (
+                            ("quantity", change.quantity),
+                            ("price", change.price),
+                            ("trigger_price", change.trigger_price),
+                            ("order_type", change.order_type),
+                        )
+                        if v is not None
+                    }
+                )
+            settled = replace(order, **fields)  # type: ignore[arg-type]
+            await self._save(settled.moved_to(settled_status(settled), _now()))
+
+    async def _save(self, order: Order, fills: Sequence = ()) -> None:
+        await self._store.record(order, fills)
+        self._trade_ids.update(f.trade_id for f in fills)
+        if order.is_terminal:
+            self._live.pop(order.order_id, None)
+        else:
+            self._live[order.order_id] = order
+
+    # -- sync with the broker ---------------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._interval)
+            self._kick.clear()
+            await self.sync()
+
+    async def sync(self) -> None:
+        """Pull the broker's orders, trades and account state and fold them in; never raises."""
+        async with self._sync_lock:
+            try:
+                orders = await self._adapter.orders()
+                trades = await self._adapter.trades()
+                await self._fold(orders, trades)
+                funds = await self._adapter.funds()
+                holdings = await self._adapter.holdings()
+                positions = await self._adapter.positions()
+                wanted = {h.instrument for h in holdings} | {p.instrument for p in positions}
+                wanted |= {o.instrument for o in self._live.values()}
+                quotes = await self._adapter.quotes(sorted(wanted)) if wanted else {}
+            except BrokerError as exc:
+                self._note_broker_error(exc)
+                return
+            except Exception as exc:  # a sync must never kill the account
+                log.exception("sync of %s failed", self.account)
+                self._note_broker_error(exc)
+                return
+            marks: dict[InstrumentId, object] = {p.instrument: p.last_price for p in positions}
+            marks.update({h.instrument: h.last_price for h in holdings})
+            marks.update({i: q.last_price for i, q in quotes.items()})
+            self._snapshot = replace(
+                self._snapshot,
+                status=AccountStatus.ACTIVE,
+                last_sync=_now(),
+                last_error="",
+                consecutive_errors=0,
+                funds=funds,
+                holdings=tuple(holdings),
+                marks=marks,  # type: ignore[arg-type]
+            )
+
+    async def _fold(self, orders: list[BrokerOrder], trades: list[BrokerTrade]) -> None:
+        by_id = {o.broker_order_id: o for o in orders}
+        by_tag = {o.tag: o for o in orders if o.tag}
+        new_trades: dict[str, list[BrokerTrade]] = {}
+        for trade in trades:
+            if trade.trade_id not in self._trade_ids:
+                new_trades.setdefault(trade.broker_order_id, []).append(trade)
+        async with self._state_lock:
+            for order in list(self._live.values()):
+                broker = by_id.get(order.broker_order_id or "") or by_tag.get(order.order_id)
+                if broker is None:
+                    continue
+                try:
+                    updated, fills = apply_broker_view(
+                        order, broker, new_trades.get(broker.broker_order_id, []), _now()
+                    )
+                except IllegalTransition as exc:
+                    log.error("order %s: broker view ignored: %s", order.order_id, exc)
+                    continue
+                if updated != order or fills:
+                    await self._save(updated, fills)
+
+    def _note_ack(self, millis: float) -> None:
+        previous = self._snapshot.ack_latency_ms
+        value = millis if previous == 0 else previous + _EWMA * (millis - previous)
+        self._snapshot = replace(self._snapshot, ack_latency_ms=value)
+
+    def _note_broker_error(self, exc: Exception) -> None:
+        if isinstance(exc, Rejected):
+            return  # a refused order says nothing about the account's health
+        status = AccountStatus.LOGIN_REQUIRED if isinstance(exc, AuthExpired) else AccountStatus.DEGRADED
+        self._snapshot = replace(
+            self._snapshot,
+            status=status,
+            last_error=f"{type(exc).__name__}: {exc}",
+            consecutive_errors=self._snapshot.consecutive_errors + 1,
+        )

@@ -1,0 +1,30 @@
+"""AccountService: the configured accounts with their broker status and health."""
+
+from __future__ import annotations
+
+import grpc
+
+from engine.api import convert, validation
+from engine.api.gateway import Gateway
+from trademaster.v1 import accounts_pb2, accounts_pb2_grpc
+
+
+class AccountService(accounts_pb2_grpc.AccountServiceServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self._gw = gateway
+
+    def _proto(self, account_id: str) -> accounts_pb2.Account:
+        handle = self._gw.require_account(account_id)
+        return convert.account_to_proto(
+            self._gw.snapshot(account_id), handle.settings.label, account_id == self._gw.default_account
+        )
+
+    async def ListAccounts(
+        self, request: accounts_pb2.ListAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.ListAccountsResponse:
+        return accounts_pb2.ListAccountsResponse(accounts=[self._proto(a) for a in self._gw.accounts])
+
+    async def GetAccount(
+        self, request: accounts_pb2.GetAccountRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.Account:
+        return self._proto(validation.text("id", request.id, required=True))

@@ -1,0 +1,212 @@
+"""Domain values to protobuf messages and back. Decimals travel as strings, never floats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from engine.domain import Fill, Order, OrderEvent, OrderStatus, OrderType, Product, Side
+from engine.domain.accounts import AccountSnapshot
+from engine.ledger import ConsolidatedPosition, MarkedPosition
+from engine.portfolio import AccountBook, HoldingView, PortfolioView
+from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _to_proto_enum(member: StrEnum, prefix: str, enum_type) -> int:
+    return enum_type.Value(f"{prefix}_{member.name}")  # by name: SL_M, not "SL-M"
+
+
+def _from_proto_enum(value: int, prefix: str, enum_type, domain: type[E]) -> E | None:
+    name = enum_type.Name(value) if value in enum_type.values() else ""
+    key = name.removeprefix(f"{prefix}_")
+    return domain[key] if key in domain.__members__ else None
+
+
+def side_to_proto(side: Side) -> int:
+    return _to_proto_enum(side, "SIDE", common_pb2.Side)
+
+
+def side_from_proto(value: int) -> Side | None:
+    return _from_proto_enum(value, "SIDE", common_pb2.Side, Side)
+
+
+def product_to_proto(product: Product) -> int:
+    return _to_proto_enum(product, "PRODUCT", common_pb2.Product)
+
+
+def product_from_proto(value: int) -> Product | None:
+    return _from_proto_enum(value, "PRODUCT", common_pb2.Product, Product)
+
+
+def order_type_to_proto(order_type: OrderType) -> int:
+    return _to_proto_enum(order_type, "ORDER_TYPE", common_pb2.OrderType)
+
+
+def order_type_from_proto(value: int) -> OrderType | None:
+    return _from_proto_enum(value, "ORDER_TYPE", common_pb2.OrderType, OrderType)
+
+
+def status_to_proto(status: OrderStatus) -> int:
+    return _to_proto_enum(status, "ORDER_STATUS", orders_pb2.OrderStatus)
+
+
+def status_from_proto(value: int) -> OrderStatus | None:
+    return _from_proto_enum(value, "ORDER_STATUS", orders_pb2.OrderStatus, OrderStatus)
+
+
+def dec(value: Decimal | None) -> str:
+    return "" if value is None else format(value, "f")
+
+
+def money(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.01")), "f")
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def order_to_proto(order: Order, broker: str) -> orders_pb2.Order:
+    return orders_pb2.Order(
+        order_id=order.order_id,
+        client_order_id=order.client_order_id,
+        account=order.account,
+        broker=broker,
+        instrument=str(order.instrument),
+        side=side_to_proto(order.side),
+        quantity=order.quantity,
+        product=product_to_proto(order.product),
+        order_type=order_type_to_proto(order.order_type),
+        price=dec(order.price),
+        trigger_price=dec(order.trigger_price),
+        status=status_to_proto(order.status),
+        filled_quantity=order.filled_quantity,
+        average_price=dec(order.average_price),
+        broker_order_id=order.broker_order_id or "",
+        status_message=order.status_message,
+        created_at=timestamp(order.created_at),
+        updated_at=timestamp(order.updated_at),
+    )
+
+
+def fill_to_proto(fill: Fill) -> orders_pb2.Fill:
+    return orders_pb2.Fill(
+        trade_id=fill.trade_id,
+        order_id=fill.order_id,
+        account=fill.account,
+        instrument=str(fill.instrument),
+        side=side_to_proto(fill.side),
+        product=product_to_proto(fill.product),
+        quantity=fill.quantity,
+        price=dec(fill.price),
+        filled_at=timestamp(fill.filled_at),
+    )
+
+
+def event_to_proto(event: OrderEvent, broker: str) -> orders_pb2.OrderEvent:
+    message = orders_pb2.OrderEvent(sequence=event.sequence, time=timestamp(event.at))
+    if event.order is not None:
+        message.order.CopyFrom(order_to_proto(event.order, broker))
+    elif event.fill is not None:
+        message.fill.CopyFrom(fill_to_proto(event.fill))
+    return message
+
+
+def _marked_to_proto(p: MarkedPosition) -> portfolio_pb2.Position:
+    s = p.state
+    return portfolio_pb2.Position(
+        account=s.account,
+        instrument=str(s.instrument),
+        product=product_to_proto(s.product),
+        quantity=s.quantity,
+        average_price=dec(s.average_price),
+        last_price=dec(p.last_price),
+        realised_pnl=money(s.realised_pnl),
+        unrealised_pnl=money(p.unrealised_pnl),
+    )
+
+
+def _consolidated_to_proto(p: ConsolidatedPosition) -> portfolio_pb2.Position:
+    return portfolio_pb2.Position(
+        instrument=str(p.instrument),
+        product=product_to_proto(p.product),
+        quantity=p.quantity,
+        average_price=dec(p.average_price.quantize(Decimal("0.0001")) if p.average_price is not None else None),
+        last_price=dec(p.last_price),
+        realised_pnl=money(p.realised_pnl),
+        unrealised_pnl=money(p.unrealised_pnl),
+        accounts=list(p.accounts),
+    )
+
+
+def _holding_to_proto(h: HoldingView) -> portfolio_pb2.Holding:
+    return portfolio_pb2.Holding(
+        account=h.account,
+        instrument=str(h.instrument),
+        quantity=h.quantity,
+        average_price=money(h.average_price),
+        last_price=dec(h.last_price),
+        unrealised_pnl=money(h.unrealised_pnl),
+    )
+
+
+def _funds_to_proto(available: Decimal, used: Decimal, total: Decimal) -> portfolio_pb2.Funds:
+    return portfolio_pb2.Funds(available=money(available), used_margin=money(used), total=money(total))
+
+
+def _account_to_proto(book: AccountBook) -> portfolio_pb2.AccountPortfolio:
+    funds = book.funds
+    return portfolio_pb2.AccountPortfolio(
+        account=book.account,
+        broker=book.broker,
+        positions=[_marked_to_proto(p) for p in book.positions],
+        holdings=[_holding_to_proto(h) for h in book.holdings],
+        funds=_funds_to_proto(funds.available, funds.used_margin, funds.total) if funds else None,
+        realised_pnl=money(book.realised_pnl),
+        unrealised_pnl=money(book.unrealised_pnl),
+        funds_as_of=timestamp(book.funds_as_of),
+    )
+
+
+def portfolio_to_proto(view: PortfolioView, as_of: datetime) -> portfolio_pb2.Portfolio:
+    totals = portfolio_pb2.PortfolioTotals(
+        realised_pnl=money(view.realised_pnl),
+        unrealised_pnl=money(view.unrealised_pnl),
+        total_pnl=money(view.realised_pnl + view.unrealised_pnl),
+        holdings_value=money(view.holdings_value),
+        funds=_funds_to_proto(view.funds.available, view.funds.used_margin, view.funds.total),
+    )
+    return portfolio_pb2.Portfolio(
+        totals=totals,
+        positions=[_consolidated_to_proto(p) for p in view.positions],
+        holdings=[_holding_to_proto(h) for h in view.holdings],
+        accounts=[_account_to_proto(b) for b in view.accounts],
+        as_of=timestamp(as_of),
+    )
+
+
+def account_to_proto(snap: AccountSnapshot, label: str, is_default: bool) -> accounts_pb2.Account:
+    return accounts_pb2.Account(
+        id=snap.account,
+        broker=snap.broker,
+        label=label,
+        status=accounts_pb2.AccountStatus.Value(f"ACCOUNT_STATUS_{snap.status.name}"),
+        health=accounts_pb2.AccountHealth(
+            last_sync=timestamp(snap.last_sync),
+            last_error=snap.last_error,
+            consecutive_errors=snap.consecutive_errors,
+            ack_latency_ms=round(snap.ack_latency_ms, 3),
+            open_orders=snap.open_orders,
+        ),
+        is_default=is_default,
+    )

@@ -1,0 +1,125 @@
+"""The gateway process's view of the daemon: actor handles plus cached account state.
+
+Requests are validated here, on cached state, so the order path crosses exactly one Ray boundary:
+gateway -> AccountActor.submit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from engine.api.metrics import ACTOR_CALL
+from engine.config import AccountSettings
+from engine.domain import Instrument, InstrumentId
+from engine.domain.accounts import AccountSnapshot, AccountStatus
+from engine.errors import InvalidArgument, NotFound
+from engine.instrument_master import InstrumentMaster
+from engine.ledger import PositionState
+from engine.portfolio import PortfolioView, build_portfolio
+from engine.store.orders import OrderStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SNAPSHOT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class AccountHandle:
+    settings: AccountSettings
+    actor: Any  # ray.actor.ActorHandle of AccountActor
+
+
+class Gateway:
+    def __init__(
+        self,
+        accounts: Sequence[AccountHandle],
+        default_account: str | None,
+        ledger: Any,
+        store: OrderStore,
+        instruments: InstrumentMaster,
+    ) -> None:
+        self.accounts = {a.settings.id: a for a in accounts}
+        self.default_account = default_account
+        self.ledger = ledger
+        self.store = store
+        self.instruments = instruments
+        self._snapshots: dict[str, AccountSnapshot] = {
+            a.settings.id: AccountSnapshot(a.settings.id, a.settings.broker_name, AccountStatus.STARTING)
+            for a in accounts
+        }
+        self._task: asyncio.Task[None] | None = None
+
+    async def call(self, actor: str, method: str, ref: Awaitable[T]) -> T:
+        """Await an actor call, timing it."""
+        started = time.perf_counter()
+        try:
+            return await ref
+        finally:
+            ACTOR_CALL.labels(actor, method).observe(time.perf_counter() - started)
+
+    def account(self, field: str, account_id: str) -> AccountHandle:
+        """The named account, or the default when the name is empty."""
+        name = account_id or self.default_account
+        if not name:
+            raise InvalidArgument(field, "required: no default account is configured")
+        handle = self.accounts.get(name)
+        if handle is None:
+            raise InvalidArgument(field, f"unknown account {name!r}")
+        return handle
+
+    def require_account(self, account_id: str) -> AccountHandle:
+        handle = self.accounts.get(account_id)
+        if handle is None:
+            raise NotFound(f"account {account_id!r} not found")
+        return handle
+
+    def broker_of(self, account_id: str) -> str:
+        handle = self.accounts.get(account_id)
+        return handle.settings.broker_name if handle else ""
+
+    def lookup(self, key: InstrumentId) -> Instrument | None:
+        return self.instruments.get(key)
+
+    def snapshot(self, account_id: str) -> AccountSnapshot:
+        return self._snapshots[account_id]
+
+    async def refresh_snapshots(self) -> None:
+        names = list(self.accounts)
+        results = await asyncio.gather(
+            *(self.call("account", "snapshot", self.accounts[n].actor.snapshot.remote()) for n in names),
+            return_exceptions=True,
+        )
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, AccountSnapshot):
+                self._snapshots[name] = result
+            else:
+                log.warning("snapshot of %s failed: %s", name, result)
+
+    async def start(self) -> None:
+        await self.refresh_snapshots()
+        self._task = asyncio.create_task(self._poll(), name="account-snapshots")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_SECONDS)
+            await self.refresh_snapshots()
+
+    async def portfolio(self, account_ids: Sequence[str]) -> PortfolioView:
+        for name in account_ids:
+            self.require_account(name)
+        wanted = list(account_ids) or list(self.accounts)
+        states: list[PositionState] = await self.call("ledger", "positions", self.ledger.positions.remote(wanted))
+        return build_portfolio(states, [self._snapshots[n] for n in wanted])

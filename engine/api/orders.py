@@ -1,0 +1,110 @@
+"""OrderService: place, change and follow orders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from engine.api import convert, validation
+from engine.api.events import EventHub
+from engine.api.gateway import Gateway
+from engine.api.metrics import ORDERS
+from engine.domain import Order
+from engine.errors import InvalidArgument, NotFound
+from trademaster.v1 import orders_pb2, orders_pb2_grpc
+
+_DEFAULT_LIMIT = 500
+_MAX_LIMIT = 5000
+
+
+class OrderService(orders_pb2_grpc.OrderServiceServicer):
+    def __init__(self, gateway: Gateway, hub: EventHub) -> None:
+        self._gw = gateway
+        self._hub = hub
+
+    def _proto(self, order: Order) -> orders_pb2.Order:
+        return convert.order_to_proto(order, self._gw.broker_of(order.account))
+
+    async def PlaceOrder(
+        self, request: orders_pb2.PlaceOrderRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.PlaceOrderResponse:
+        handle = self._gw.account("account", validation.text("account", request.account))
+        try:
+            order_request = validation.place_request(request, handle.settings.id, self._gw.lookup)
+        except InvalidArgument:
+            ORDERS.labels(handle.settings.id, "invalid").inc()
+            raise
+        order, duplicate = await self._gw.call("account", "submit", handle.actor.submit.remote(order_request))
+        ORDERS.labels(order.account, "duplicate" if duplicate else order.status.value.lower()).inc()
+        return orders_pb2.PlaceOrderResponse(order=self._proto(order), duplicate=duplicate)
+
+    async def _owned(self, order_id: str) -> Order:
+        validation.text("order_id", order_id, required=True)
+        order = await self._gw.store.get(order_id)
+        if order is None:
+            raise NotFound(f"order {order_id} not found")
+        return order
+
+    async def CancelOrder(
+        self, request: orders_pb2.CancelOrderRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.Order:
+        order = await self._owned(request.order_id)
+        actor = self._gw.require_account(order.account).actor
+        return self._proto(await self._gw.call("account", "cancel", actor.cancel.remote(order.order_id)))
+
+    async def ModifyOrder(
+        self, request: orders_pb2.ModifyOrderRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.Order:
+        order = await self._owned(request.order_id)
+        found = self._gw.lookup(order.instrument)
+        assert found is not None, "an accepted order's instrument is always known"
+        change = validation.modify_request(request, order.order_type, found)
+        actor = self._gw.require_account(order.account).actor
+        updated = await self._gw.call("account", "modify", actor.modify.remote(order.order_id, change))
+        return self._proto(updated)
+
+    async def GetOrder(
+        self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.Order:
+        key = request.WhichOneof("key")
+        if key == "client_order_id":
+            value = validation.text("client_order_id", request.client_order_id, required=True)
+            order = await self._gw.store.get_by_client_id(value)
+            if order is None:
+                raise NotFound(f"no order with client_order_id {value}")
+            return self._proto(order)
+        if key is None:
+            raise InvalidArgument("order_id", "required (or client_order_id)")
+        return self._proto(await self._owned(request.order_id))
+
+    async def ListOrders(
+        self, request: orders_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.ListOrdersResponse:
+        account = validation.text("account", request.account)
+        if account:
+            self._gw.require_account(account)
+        statuses = [convert.status_from_proto(s) for s in request.statuses]
+        if None in statuses:
+            raise InvalidArgument("statuses", "contains an unknown or unspecified status")
+        if request.limit < 0 or request.limit > _MAX_LIMIT:
+            raise InvalidArgument("limit", f"must be between 0 and {_MAX_LIMIT}")
+        orders = await self._gw.store.list(
+            account=account or None,
+            statuses=statuses,  # type: ignore[arg-type]
+            open_only=request.open_only,
+            limit=request.limit or _DEFAULT_LIMIT,
+        )
+        return orders_pb2.ListOrdersResponse(orders=[self._proto(o) for o in orders])
+
+    async def StreamOrderEvents(
+        self, request: orders_pb2.StreamOrderEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[orders_pb2.OrderEvent]:
+        account = validation.text("account", request.account)
+        if account:
+            self._gw.require_account(account)
+        if request.HasField("after_sequence") and request.after_sequence < 0:
+            raise InvalidArgument("after_sequence", "must be 0 or more")
+        after = request.after_sequence if request.HasField("after_sequence") else None
+        async for event in self._hub.subscribe(after, account or None, catch_up_only=request.catch_up_only):
+            yield convert.event_to_proto(event, self._gw.broker_of(event.account))

@@ -1,0 +1,56 @@
+"""PortfolioService: the consolidated book, on request or as a throttled stream of changes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import grpc
+
+from engine.api import convert, validation
+from engine.api.gateway import Gateway
+from engine.errors import InvalidArgument
+from trademaster.v1 import portfolio_pb2, portfolio_pb2_grpc
+
+_MIN_INTERVAL_MS = 100
+
+
+def _accounts(gateway: Gateway, names: list[str]) -> list[str]:
+    for name in names:
+        validation.text("accounts", name, required=True)
+        gateway.require_account(name)
+    return names
+
+
+class PortfolioService(portfolio_pb2_grpc.PortfolioServiceServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self._gw = gateway
+
+    async def _snapshot(self, accounts: list[str]) -> portfolio_pb2.Portfolio:
+        view = await self._gw.portfolio(accounts)
+        return convert.portfolio_to_proto(view, datetime.now(UTC))
+
+    async def GetPortfolio(
+        self, request: portfolio_pb2.GetPortfolioRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.Portfolio:
+        return await self._snapshot(_accounts(self._gw, list(request.accounts)))
+
+    async def StreamPortfolio(
+        self, request: portfolio_pb2.StreamPortfolioRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[portfolio_pb2.Portfolio]:
+        accounts = _accounts(self._gw, list(request.accounts))
+        interval_ms = request.min_interval_ms or 1000
+        if interval_ms < _MIN_INTERVAL_MS:
+            raise InvalidArgument("min_interval_ms", f"must be at least {_MIN_INTERVAL_MS}")
+        previous = b""
+        while True:
+            snapshot = await self._snapshot(accounts)
+            unstamped = portfolio_pb2.Portfolio()
+            unstamped.CopyFrom(snapshot)
+            unstamped.ClearField("as_of")
+            body = unstamped.SerializeToString(deterministic=True)
+            if body != previous:  # only as_of moving is not a change
+                previous = body
+                yield snapshot
+            await asyncio.sleep(interval_ms / 1000)

@@ -1,0 +1,50 @@
+"""Assemble the gRPC server: services, health, reflection and interceptors."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engine.api.accounts import AccountService
+from engine.api.events import EventHub
+from engine.api.gateway import Gateway
+from engine.api.interceptors import ErrorAndMetricsInterceptor
+from engine.api.orders import OrderService
+from engine.api.portfolio import PortfolioService
+from trademaster.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    orders_pb2,
+    orders_pb2_grpc,
+    portfolio_pb2,
+    portfolio_pb2_grpc,
+)
+
+_MAX_MESSAGE = 4 * 1024 * 1024
+SERVICE_NAMES = (
+    orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
+    portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"].full_name,
+    accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+)
+
+
+def build_server(gateway: Gateway, hub: EventHub, listen: str) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    server = grpc.aio.server(
+        interceptors=[ErrorAndMetricsInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderService(gateway, hub), server)
+    portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server(PortfolioService(gateway), server)
+    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(gateway), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    if server.add_insecure_port(listen) == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return server, health_servicer

@@ -1,0 +1,1 @@
+"""Broker adapters: one per broker, all behind the BrokerAdapter interface in `base`."""

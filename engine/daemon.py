@@ -1,0 +1,126 @@
+"""Wiring: config -> PostgreSQL -> Ray -> actors -> gRPC server, and the orderly way back down.
+
+Start-up and recovery are the same path: every piece loads its state from PostgreSQL and then
+syncs with the brokers, so a daemon killed at any moment comes back by simply starting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+
+import ray
+import uvloop
+from prometheus_client import start_http_server
+
+from actors.account import AccountActor
+from actors.ledger import LedgerActor
+from engine.api.events import EventHub
+from engine.api.gateway import AccountHandle, Gateway
+from engine.api.server import build_server
+from engine.config import Settings
+from engine.instrument_master import InstrumentMaster
+from engine.store.database import EmbeddedPostgres, create_pool
+from engine.store.migrate import migrate
+from engine.store.orders import OrderStore
+
+log = logging.getLogger("trademaster")
+
+
+@dataclass
+class _Resources:
+    """What has been started so far, so shutdown stops exactly that, in reverse."""
+
+    embedded: EmbeddedPostgres | None = None
+    ray_started: bool = False
+    actors: list = field(default_factory=list)
+
+
+def _split(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _start_ray(settings: Settings) -> None:
+    address = settings.ray.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, namespace=settings.ray.namespace, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=settings.ray.num_cpus,
+            namespace=settings.ray.namespace,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    log.info("Ray ready (%s)", address or "local")
+
+
+async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
+    pool = await create_pool(dsn, settings.database.pool_size)
+    await migrate(pool)
+    store = OrderStore(pool)
+
+    ledger = LedgerActor.options(name="ledger").remote(dsn)
+    res.actors.append(ledger)
+    handles = []
+    for account in settings.effective_accounts:
+        actor = AccountActor.options(name=f"account:{account.id}").remote(
+            account, settings.paper, str(settings.data_dir), dsn
+        )
+        res.actors.append(actor)
+        handles.append(AccountHandle(account, actor))
+    await asyncio.gather(ledger.sync.remote(), *(h.actor.start.remote() for h in handles))
+    log.info("actors ready: ledger and %d accounts", len(handles))
+
+    gateway = Gateway(handles, settings.default_account, ledger, store, InstrumentMaster.default())
+    hub = EventHub(store, dsn)
+    await gateway.start()
+    await hub.start()
+    server, health = build_server(gateway, hub, settings.server.listen)
+    await server.start()
+    if settings.server.metrics_listen:
+        host, port = _split(settings.server.metrics_listen)
+        start_http_server(port, addr=host)
+    log.info("serving gRPC on %s", settings.server.listen)
+    print(f"trademaster: serving on {settings.server.listen}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("shutting down: draining calls")
+    await health.enter_graceful_shutdown()
+    await server.stop(settings.server.shutdown_grace_seconds)
+    await hub.stop()
+    await gateway.stop()
+    await asyncio.gather(*(h.actor.stop.remote() for h in handles), return_exceptions=True)
+    await pool.close()
+
+
+def run(settings: Settings) -> None:
+    """Run the daemon until SIGINT or SIGTERM."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    res = _Resources()
+    try:
+        dsn = settings.database.url
+        if not dsn:
+            res.embedded = EmbeddedPostgres.start(settings.data_dir)
+            dsn = res.embedded.dsn
+        _start_ray(settings)
+        res.ray_started = True
+        uvloop.run(_serve(settings, dsn, res))
+    finally:
+        for actor in reversed(res.actors):
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        if res.ray_started:
+            ray.shutdown()
+        if res.embedded is not None:
+            res.embedded.stop()
+        log.info("stopped")

@@ -1,0 +1,15 @@
+"""Pure FIFO PnL ledger: fills in, position snapshots out; no I/O so it runs anywhere."""
+
+from engine.ledger.book import ConsolidatedPosition, Ledger, MarkedPosition, consolidate, mark
+from engine.ledger.fifo import Lot, PositionBook, PositionState
+
+__all__ = [
+    "ConsolidatedPosition",
+    "Ledger",
+    "Lot",
+    "MarkedPosition",
+    "PositionBook",
+    "PositionState",
+    "consolidate",
+    "mark",
+]

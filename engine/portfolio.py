@@ -1,0 +1,119 @@
+"""One book across accounts: ledger positions marked to market, plus broker holdings and funds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from engine.brokers.base import Funds, Holding
+from engine.domain import InstrumentId
+from engine.domain.accounts import AccountSnapshot
+from engine.ledger import ConsolidatedPosition, MarkedPosition, PositionState, consolidate, mark
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingView:
+    account: str  # empty on consolidated rows
+    instrument: InstrumentId
+    quantity: int
+    average_price: Decimal
+    last_price: Decimal
+
+    @property
+    def unrealised_pnl(self) -> Decimal:
+        return (self.last_price - self.average_price) * self.quantity
+
+    @property
+    def value(self) -> Decimal:
+        return self.last_price * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class AccountBook:
+    account: str
+    broker: str
+    positions: list[MarkedPosition]
+    holdings: list[HoldingView]
+    funds: Funds | None
+    funds_as_of: datetime | None
+
+    @property
+    def realised_pnl(self) -> Decimal:
+        return sum((p.state.realised_pnl for p in self.positions), _ZERO)
+
+    @property
+    def unrealised_pnl(self) -> Decimal:
+        return sum((p.unrealised_pnl for p in self.positions), _ZERO) + sum(
+            (h.unrealised_pnl for h in self.holdings), _ZERO
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioView:
+    accounts: list[AccountBook]
+    positions: list[ConsolidatedPosition]
+    holdings: list[HoldingView]
+    funds: Funds
+
+    @property
+    def realised_pnl(self) -> Decimal:
+        return sum((a.realised_pnl for a in self.accounts), _ZERO)
+
+    @property
+    def unrealised_pnl(self) -> Decimal:
+        return sum((a.unrealised_pnl for a in self.accounts), _ZERO)
+
+    @property
+    def holdings_value(self) -> Decimal:
+        return sum((h.value for h in self.holdings), _ZERO)
+
+
+def _holding_view(account: str, holding: Holding) -> HoldingView:
+    return HoldingView(account, holding.instrument, holding.quantity, holding.average_price, holding.last_price)
+
+
+def _consolidate_holdings(rows: Sequence[HoldingView]) -> list[HoldingView]:
+    grouped: dict[InstrumentId, list[HoldingView]] = {}
+    for row in rows:
+        grouped.setdefault(row.instrument, []).append(row)
+    result = []
+    for instrument in sorted(grouped):
+        group = grouped[instrument]
+        quantity = sum(h.quantity for h in group)
+        cost = sum((h.average_price * h.quantity for h in group), _ZERO)
+        average = cost / quantity if quantity else _ZERO
+        result.append(HoldingView("", instrument, quantity, average, group[0].last_price))
+    return result
+
+
+def build_portfolio(states: Sequence[PositionState], snapshots: Sequence[AccountSnapshot]) -> PortfolioView:
+    """Mark each account's positions with its own broker's prices, then consolidate across accounts."""
+    books = []
+    for snap in snapshots:
+        own = [s for s in states if s.account == snap.account]
+        books.append(
+            AccountBook(
+                account=snap.account,
+                broker=snap.broker,
+                positions=mark(own, snap.marks),
+                holdings=[_holding_view(snap.account, h) for h in snap.holdings],
+                funds=snap.funds,
+                funds_as_of=snap.last_sync,
+            )
+        )
+    present = [b.funds for b in books if b.funds is not None]
+    funds = Funds(
+        available=sum((f.available for f in present), _ZERO),
+        used_margin=sum((f.used_margin for f in present), _ZERO),
+        total=sum((f.total for f in present), _ZERO),
+    )
+    return PortfolioView(
+        accounts=books,
+        positions=consolidate(p for b in books for p in b.positions),
+        holdings=_consolidate_holdings([h for b in books for h in b.holdings]),
+        funds=funds,
+    )

@@ -1,0 +1,1 @@
+"""Packaged simulator data (the default instrument master), read through importlib.resources."""

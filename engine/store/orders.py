@@ -1,0 +1,218 @@
+"""Orders, fills and the order event log.
+
+Event sequence numbers are taken under a transaction-scoped advisory lock, so they become visible
+in the order they were assigned: a reader that has seen sequence N has seen every event below N.
+That is what lets a stream resume "after N" with no gap and no repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import asyncpg
+from pydantic import TypeAdapter
+
+from engine.domain import (
+    TERMINAL_STATUSES,
+    Fill,
+    InstrumentId,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+    Product,
+    Side,
+)
+
+EVENT_CHANNEL = "order_events"
+_EVENT_LOCK = 0x7A4D_0002
+_ORDER_JSON = TypeAdapter(Order)
+_FILL_JSON = TypeAdapter(Fill)
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+_ORDER_COLUMNS = (
+    "order_id, client_order_id, account_id, instrument, side, quantity, product, order_type, price,"
+    " trigger_price, status, filled_quantity, average_price, broker_order_id, status_message,"
+    " created_at, updated_at"
+)
+
+
+def _order_from_row(row: asyncpg.Record) -> Order:
+    return Order(
+        order_id=row["order_id"],
+        client_order_id=row["client_order_id"],
+        account=row["account_id"],
+        instrument=InstrumentId.parse(row["instrument"]),
+        side=Side(row["side"]),
+        quantity=row["quantity"],
+        product=Product(row["product"]),
+        order_type=OrderType(row["order_type"]),
+        price=row["price"],
+        trigger_price=row["trigger_price"],
+        status=OrderStatus(row["status"]),
+        filled_quantity=row["filled_quantity"],
+        average_price=row["average_price"],
+        broker_order_id=row["broker_order_id"],
+        status_message=row["status_message"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _order_values(o: Order) -> tuple[object, ...]:
+    return (
+        o.order_id, o.client_order_id, o.account, str(o.instrument), o.side.value, o.quantity,
+        o.product.value, o.order_type.value, o.price, o.trigger_price, o.status.value,
+        o.filled_quantity, o.average_price, o.broker_order_id, o.status_message, o.created_at, o.updated_at,
+    )  # fmt: skip
+
+
+def _fill_from_row(row: asyncpg.Record) -> Fill:
+    return Fill(
+        account=row["account_id"],
+        trade_id=row["trade_id"],
+        order_id=row["order_id"],
+        instrument=InstrumentId.parse(row["instrument"]),
+        side=Side(row["side"]),
+        product=Product(row["product"]),
+        quantity=row["quantity"],
+        price=row["price"],
+        filled_at=row["filled_at"],
+    )
+
+
+def _event_from_row(row: asyncpg.Record) -> OrderEvent:
+    if row["kind"] == "fill":
+        return OrderEvent(row["seq"], row["at"], row["account_id"], fill=_FILL_JSON.validate_json(row["payload"]))
+    return OrderEvent(row["seq"], row["at"], row["account_id"], order=_ORDER_JSON.validate_json(row["payload"]))
+
+
+class OrderStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def insert_new(self, order: Order) -> tuple[Order, list[OrderEvent]]:
+        """Persist a new order's intent. If its client_order_id exists, return the original and no events."""
+        placeholders = ", ".join(f"${i}" for i in range(1, 18))
+        async with self._pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({placeholders})"
+                " ON CONFLICT (client_order_id) DO NOTHING RETURNING order_id",
+                *_order_values(order),
+            )
+            if inserted is None:
+                row = await conn.fetchrow(
+                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = $1", order.client_order_id
+                )
+                return _order_from_row(row), []
+            return order, await self._append(conn, order.account, [("order", _ORDER_JSON.dump_json(order))])
+
+    async def record(self, order: Order, fills: Sequence[Fill] = ()) -> list[OrderEvent]:
+        """Save an order's new state and its new fills atomically, announcing each as an event."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            known = set()
+            if fills:
+                known = {
+                    r["trade_id"]
+                    for r in await conn.fetch(
+                        "SELECT trade_id FROM fills WHERE account_id = $1 AND trade_id = ANY($2::text[])",
+                        order.account,
+                        [f.trade_id for f in fills],
+                    )
+                }
+            new_fills = [f for f in fills if f.trade_id not in known]
+            await conn.execute(
+                "UPDATE orders SET quantity = $2, price = $3, trigger_price = $4, order_type = $5, status = $6,"
+                " filled_quantity = $7, average_price = $8, broker_order_id = $9, status_message = $10,"
+                " updated_at = $11 WHERE order_id = $1",
+                order.order_id, order.quantity, order.price, order.trigger_price, order.order_type.value,
+                order.status.value, order.filled_quantity, order.average_price, order.broker_order_id,
+                order.status_message, order.updated_at,
+            )  # fmt: skip
+            items = [("fill", _FILL_JSON.dump_json(f)) for f in new_fills]
+            items.append(("order", _ORDER_JSON.dump_json(order)))
+            events = await self._append(conn, order.account, items)
+            if new_fills:
+                await conn.executemany(
+                    "INSERT INTO fills (account_id, trade_id, order_id, instrument, side, product, quantity,"
+                    " price, filled_at, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    [
+                        (f.account, f.trade_id, f.order_id, str(f.instrument), f.side.value, f.product.value,
+                         f.quantity, f.price, f.filled_at, e.sequence)
+                        for f, e in zip(new_fills, events[: len(new_fills)], strict=True)
+                    ],
+                )  # fmt: skip
+            return events
+
+    @staticmethod
+    async def _append(conn: asyncpg.Connection, account: str, items: list[tuple[str, bytes]]) -> list[OrderEvent]:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _EVENT_LOCK)
+        rows = await conn.fetch(
+            "INSERT INTO order_events (seq, account_id, kind, payload)"
+            " SELECT nextval('order_event_seq'), $1, k, p::jsonb FROM unnest($2::text[], $3::text[])"
+            " AS t(k, p)"
+            " RETURNING seq, at, account_id, kind, payload::text",
+            account,
+            [kind for kind, _ in items],
+            [payload.decode() for _, payload in items],
+        )
+        rows = sorted(rows, key=lambda r: r["seq"])
+        await conn.execute("SELECT pg_notify($1, $2)", EVENT_CHANNEL, str(rows[-1]["seq"]))
+        return [_event_from_row(r) for r in rows]
+
+    async def get(self, order_id: str) -> Order | None:
+        row = await self._pool.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)
+        return _order_from_row(row) if row else None
+
+    async def get_by_client_id(self, client_order_id: str) -> Order | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = $1", client_order_id
+        )
+        return _order_from_row(row) if row else None
+
+    async def list(
+        self,
+        *,
+        account: str | None = None,
+        statuses: Iterable[OrderStatus] = (),
+        open_only: bool = False,
+        limit: int = 500,
+    ) -> list[Order]:
+        """Newest first."""
+        wanted = [s.value for s in statuses] or None
+        rows = await self._pool.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders"
+            " WHERE ($1::text IS NULL OR account_id = $1)"
+            " AND ($2::text[] IS NULL OR status = ANY($2))"
+            " AND (NOT $3 OR status <> ALL($4::text[]))"
+            " ORDER BY created_at DESC, order_id DESC LIMIT $5",
+            account, wanted, open_only, _TERMINAL, limit,
+        )  # fmt: skip
+        return [_order_from_row(r) for r in rows]
+
+    async def live_orders(self, account: str) -> list[Order]:
+        return await self.list(account=account, open_only=True, limit=1_000_000)
+
+    async def trade_ids(self, account: str) -> set[str]:
+        rows = await self._pool.fetch("SELECT trade_id FROM fills WHERE account_id = $1", account)
+        return {r["trade_id"] for r in rows}
+
+    async def events_after(self, sequence: int, limit: int, account: str | None = None) -> list[OrderEvent]:
+        rows = await self._pool.fetch(
+            "SELECT seq, at, account_id, kind, payload::text FROM order_events"
+            " WHERE seq > $1 AND ($2::text IS NULL OR account_id = $2) ORDER BY seq LIMIT $3",
+            sequence, account, limit,
+        )  # fmt: skip
+        return [_event_from_row(r) for r in rows]
+
+    async def head_sequence(self) -> int:
+        return await self._pool.fetchval("SELECT coalesce(max(seq), 0) FROM order_events")
+
+    async def fills_after(self, sequence: int, limit: int = 10_000) -> list[tuple[int, Fill]]:
+        rows = await self._pool.fetch(
+            "SELECT account_id, trade_id, order_id, instrument, side, product, quantity, price, filled_at, seq"
+            " FROM fills WHERE seq > $1 ORDER BY seq LIMIT $2",
+            sequence,
+            limit,
+        )
+        return [(r["seq"], _fill_from_row(r)) for r in rows]

@@ -1,0 +1,135 @@
+"""Run the real daemon as a subprocess for tests: its own data dir, ports, embedded DB and Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clients.python import Client
+from trademaster.v1 import orders_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 120.0
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_config(grpc_port: int, metrics_port: int, extra: str = "") -> str:
+    """Flat prices (volatility 0) and shallow depth, so fills are exact and partial fills happen."""
+    return f"""
+[server]
+listen = "127.0.0.1:{grpc_port}"
+metrics_listen = "127.0.0.1:{metrics_port}"
+shutdown_grace_seconds = 1
+
+[ray]
+num_cpus = 1
+
+[paper]
+volatility = 0.0
+depth_per_second = 100
+half_spread_ticks = 1
+
+[[accounts]]
+id = "alpha"
+venue = "zerodha"
+default = true
+sync_interval_seconds = 0.2
+[accounts.paper.holdings."NSE:INFY"]
+quantity = 20
+average_price = "1400"
+
+[[accounts]]
+id = "beta"
+venue = "upstox"
+sync_interval_seconds = 0.2
+{extra}
+"""
+
+
+class Daemon:
+    def __init__(self, data_dir: Path, log_path: Path, config_text: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.grpc_port = free_port()
+        self.metrics_port = free_port()
+        self.address = f"127.0.0.1:{self.grpc_port}"
+        self.config = data_dir / "config.toml"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(config_text or test_config(self.grpc_port, self.metrics_port))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "clients.cli", "serve", "--config", str(self.config),
+             "--data-dir", str(self.data_dir)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        self.wait_serving()
+
+    def wait_serving(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"daemon exited with {self.proc.returncode}; see {self.log_path}")
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.3)
+        raise TimeoutError(f"daemon not serving after {START_TIMEOUT}s; see {self.log_path}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def client(self) -> Client:
+        return Client(self.address)
+
+
+def head_sequence(client: Client) -> int:
+    """The latest event sequence, read by catching up from 0."""
+    last = 0
+    for event in client.orders.StreamOrderEvents(
+        orders_pb2.StreamOrderEventsRequest(after_sequence=0, catch_up_only=True), timeout=30
+    ):
+        last = event.sequence
+    return last
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 15.0, interval: float = 0.1) -> T:
+    """Poll until predicate() returns something truthy; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,178 @@
+"""PaperBroker: the BrokerAdapter surface over SimExchange, and its state file across restarts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.brokers.base import BrokerAdapter, BrokerOrderStatus, ModifyRequest, PlaceRequest, Rejected
+from engine.brokers.paper import PaperBroker
+from engine.domain import InstrumentId, OrderType, Product, Side
+from engine.instrument_master import InstrumentMaster
+from engine.sim.prices import PricePath
+
+D = Decimal
+T0 = datetime(2026, 11, 23, 4, 0, 0, tzinfo=UTC)
+INFY = InstrumentId.parse("NSE:INFY")
+TCS = InstrumentId.parse("NSE:TCS")
+ST = BrokerOrderStatus
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, seconds: float = 1) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def master() -> InstrumentMaster:
+    return InstrumentMaster.default()
+
+
+@pytest.fixture
+def prices() -> PricePath:
+    path = PricePath(seed=1, volatility=0)
+    path.set_price(INFY, D("1500.0"))
+    return path
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def open_broker(
+    master: InstrumentMaster, prices: PricePath, clock: FakeClock, state_path: Path | None, **kwargs: Any
+) -> PaperBroker:
+    options: dict[str, Any] = {
+        "opening_cash": D("1000000"),
+        "holdings": {TCS: (10, D("3000"))},
+        "half_spread_ticks": 1,
+        "depth_per_second": 100,
+    }
+    options.update(kwargs)
+    return PaperBroker.open(
+        "paper1",
+        master,
+        prices,
+        state_path=state_path,
+        clock=clock,
+        **options,
+    )
+
+
+def buy(quantity: int, **kwargs: Any) -> PlaceRequest:
+    fields: dict[str, Any] = {
+        "tag": "ord1",
+        "instrument": INFY,
+        "side": Side.BUY,
+        "quantity": quantity,
+        "product": Product.MIS,
+        "order_type": OrderType.MARKET,
+    }
+    fields.update(kwargs)
+    return PlaceRequest(**fields)
+
+
+def saved(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+async def test_adapter_surface(master: InstrumentMaster, prices: PricePath, clock: FakeClock) -> None:
+    broker = open_broker(master, prices, clock, None)
+    adapter: BrokerAdapter = broker
+    assert adapter.name == "paper1"
+    oid = await adapter.place(buy(10, tag="abc123"))
+    [order] = await adapter.orders()
+    assert (order.broker_order_id, order.tag, order.status) == (oid, "abc123", ST.COMPLETE)
+    [trade] = await adapter.trades()
+    assert (trade.broker_order_id, trade.price) == (oid, D("1500.1"))
+    positions = await adapter.positions()
+    assert [(p.instrument, p.quantity) for p in positions] == [(INFY, 10)]
+    [holding] = await adapter.holdings()
+    assert (holding.instrument, holding.quantity) == (TCS, 10)
+    funds = await adapter.funds()
+    assert funds.used_margin == D("0.2") * 10 * D("1500.1")
+    quotes = await adapter.quotes([INFY, InstrumentId.parse("NSE:NOSUCH")])
+    assert list(quotes) == [INFY] and quotes[INFY].ask == D("1500.1")
+    resting = await adapter.place(buy(5, order_type=OrderType.LIMIT, price=D("1400.0")))
+    await adapter.modify(resting, ModifyRequest(price=D("1410.0")))
+    await adapter.cancel(resting)
+    assert (await adapter.orders())[-1].status is ST.CANCELLED
+    with pytest.raises(Rejected, match="already CANCELLED"):
+        await adapter.cancel(resting)
+    await adapter.close()
+
+
+async def test_state_is_written_after_each_change(
+    master: InstrumentMaster, prices: PricePath, clock: FakeClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "accounts" / "paper1.json"
+    broker = open_broker(master, prices, clock, path)
+    assert path.exists()  # a fresh account is saved at once
+    oid = await broker.place(buy(250))
+    assert saved(path)["orders"][0]["filled_quantity"] == 100
+    clock.tick()
+    await broker.funds()  # a read that matched a fill must persist it
+    assert saved(path)["orders"][0]["filled_quantity"] == 200
+    with pytest.raises(Rejected, match="must be positive"):
+        await broker.place(buy(0))
+    assert [o["status"] for o in saved(path)["orders"]] == ["OPEN", "REJECTED"]
+    await broker.cancel(oid)
+    assert saved(path)["orders"][0]["status"] == "CANCELLED"
+    assert [p.name for p in path.parent.iterdir()] == ["paper1.json"]  # no temp files left behind
+
+
+async def test_unchanged_reads_do_not_rewrite(
+    master: InstrumentMaster, prices: PricePath, clock: FakeClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "paper1.json"
+    broker = open_broker(master, prices, clock, path)
+    await broker.place(buy(1))
+    before = path.stat().st_mtime_ns
+    path.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")  # marker: same content
+    marker = path.stat().st_mtime_ns
+    clock.tick(5)
+    await broker.orders()
+    await broker.positions()
+    assert path.stat().st_mtime_ns == marker >= before
+
+
+async def test_open_restores_and_keeps_filling(
+    master: InstrumentMaster, prices: PricePath, clock: FakeClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "paper1.json"
+    first = open_broker(master, prices, clock, path)
+    oid = await first.place(buy(250))
+    await first.place(buy(2, instrument=TCS, side=Side.SELL, product=Product.CNC, tag="ord2"))
+    funds_before = await first.funds()
+    await first.close()
+
+    # A restart: settings passed to open() are ignored in favour of the saved state.
+    second = open_broker(master, prices, clock, path, opening_cash=D("5"), holdings={}, depth_per_second=1)
+    assert await second.funds() == funds_before
+    assert [h.quantity for h in await second.holdings()] == [8]
+    orders = {o.broker_order_id: o for o in await second.orders()}
+    assert orders[oid].filled_quantity == 100 and orders[oid].status is ST.OPEN
+    clock.tick()
+    assert next(o for o in await second.orders() if o.broker_order_id == oid).filled_quantity == 200
+    clock.tick()
+    assert next(o for o in await second.orders() if o.broker_order_id == oid).status is ST.COMPLETE
+    new = await second.place(buy(1, tag="ord3"))
+    assert new not in orders
+    trade_ids = [t.trade_id for t in await second.trades()]
+    assert len(trade_ids) == len(set(trade_ids)) == 5
+
+    third = open_broker(master, prices, clock, path)
+    assert await third.trades() == await second.trades()
+    assert await third.positions() == await second.positions()

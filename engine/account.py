@@ -31,7 +31,7 @@ from engine.domain.accounts import AccountSnapshot, AccountStatus
 from engine.domain.ids import new_order_id
 from engine.errors import FailedPrecondition, NotFound
 from engine.order_sync import apply_broker_view, settled_status
-from engine.store.orders import OrderStore
+from engine.store.orders import DuplicateFill, OrderStore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ _EWMA = 0.2
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _same_order(order: Order, request: OrderRequest) -> bool:
+    """Whether a repeated request is the same order; quantity, prices and type may since have been modified."""
+    mine = (order.account, order.instrument, order.side, order.product)
+    return mine == (request.account, request.instrument, request.side, request.product)
 
 
 class AccountRuntime:
@@ -62,6 +68,9 @@ class AccountRuntime:
     async def start(self) -> None:
         self._live = {o.order_id: o for o in await self._store.live_orders(self.account)}
         self._trade_ids = await self._store.trade_ids(self.account)
+        for order in list(self._live.values()):
+            if order.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_MODIFY):
+                await self._settle(order.order_id, f"{order.status} interrupted by a restart; repeat it if needed")
         await self.sync()
         self._loop_task = asyncio.create_task(self._sync_loop(), name=f"sync:{self.account}")
 
@@ -99,6 +108,11 @@ class AccountRuntime:
         )
         order, events = await self._store.insert_new(intent)
         if not events:
+            if not _same_order(order, request):
+                raise FailedPrecondition(
+                    f"client_order_id {request.client_order_id} was already used for a different order"
+                    f" ({order.order_id}); use a new id for a new order"
+                )
             return order, True
         self._live[order.order_id] = order
         started = time.perf_counter()
@@ -286,7 +300,20 @@ class AccountRuntime:
                     log.error("order %s: broker view ignored: %s", order.order_id, exc)
                     continue
                 if updated != order or fills:
-                    await self._save(updated, fills)
+                    try:
+                        await self._save(updated, fills)
+                    except DuplicateFill as exc:
+                        log.error("%s; reloading order %s from the database", exc, order.order_id)
+                        await self._reload(order.order_id)
+
+    async def _reload(self, order_id: str) -> None:
+        """Make the in-memory view match the database again after it was found stale."""
+        self._trade_ids = await self._store.trade_ids(self.account)
+        stored = await self._store.get(order_id)
+        if stored is None or stored.is_terminal:
+            self._live.pop(order_id, None)
+        else:
+            self._live[order_id] = stored
 
     def _note_ack(self, millis: float) -> None:
         previous = self._snapshot.ack_latency_ms

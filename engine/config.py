@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from engine.domain import InstrumentId
+from engine.instrument_master import InstrumentMaster
 
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _HOST_PORT = re.compile(r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
@@ -59,7 +60,7 @@ class PaperSettings(_Strict):
     """The simulated market every paper account trades in."""
 
     seed: int = 7
-    volatility: float = Field(0.0003, ge=0, le=0.05, description="per-second log-return standard deviation")
+    volatility: float = Field(0.00005, ge=0, le=0.05, description="per-second log-return standard deviation")
     half_spread_ticks: int = Field(1, ge=0, le=100)
     depth_per_second: int = Field(5000, ge=1, description="units that fill per instrument, side and second")
 
@@ -76,8 +77,10 @@ class PaperAccountSettings(_Strict):
     @field_validator("holdings")
     @classmethod
     def _instruments_parse(cls, value: dict[str, HoldingSeed]) -> dict[str, HoldingSeed]:
+        master = InstrumentMaster.default()
         for key in value:
-            InstrumentId.parse(key)
+            if InstrumentId.parse(key) not in master:
+                raise ValueError(f"unknown instrument {key}")
         return value
 
 
@@ -197,4 +200,6 @@ def load_settings(config_file: Path | None = None, data_dir: Path | None = None)
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # e.g. an environment variable that is not valid JSON for its section
+        raise ConfigError(f"invalid configuration from the environment: {exc}") from None
     return settings.model_copy(update={"data_dir": data_dir}) if data_dir is not None else settings

@@ -21,7 +21,7 @@ from actors.account import AccountActor
 from actors.ledger import LedgerActor
 from engine.api.events import EventHub
 from engine.api.gateway import AccountHandle, Gateway
-from engine.api.server import build_server
+from engine.api.server import build_server, mark_serving
 from engine.config import Settings
 from engine.instrument_master import InstrumentMaster
 from engine.store.database import EmbeddedPostgres, create_pool
@@ -82,6 +82,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
     await hub.start()
     server, health = build_server(gateway, hub, settings.server.listen)
     await server.start()
+    await mark_serving(health)
     if settings.server.metrics_listen:
         host, port = _split(settings.server.metrics_listen)
         start_http_server(port, addr=host)

@@ -29,7 +29,7 @@ app.add_typer(order_app, name="order")
 
 F = TypeVar("F", bound=Callable[..., object])
 
-ServerOpt = Annotated[str, typer.Option("--server", envvar="TRADEMASTER_SERVER", help="Daemon address HOST:PORT.")]
+ServerOpt = Annotated[str, typer.Option("--server", envvar="TRADEMASTER_ADDRESS", help="Daemon address HOST:PORT.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API response as JSON.")]
 
 

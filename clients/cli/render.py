@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
@@ -14,7 +15,8 @@ from rich.table import Table
 from engine.api import convert
 from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2
 
-console = Console()
+# Piped output is read by scripts and greps: never fold it to the 80 columns rich assumes.
+console = Console(width=None if sys.stdout.isatty() else 250)
 
 
 def as_json(message: Message) -> str:
@@ -47,8 +49,8 @@ _ORDER_HEADERS = ["order id", "account", "instrument", "side", "filled", "produc
 
 def table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
     out = Table(title=title, title_justify="left")
-    for header in headers:
-        out.add_column(header, overflow="fold")
+    for index, header in enumerate(headers):
+        out.add_column(header, no_wrap=index == 0)
     for row in rows:
         out.add_row(*row)
     return out

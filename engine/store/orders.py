@@ -87,6 +87,11 @@ def _event_from_row(row: asyncpg.Record) -> OrderEvent:
     return OrderEvent(row["seq"], row["at"], row["account_id"], order=_ORDER_JSON.validate_json(row["payload"]))
 
 
+class DuplicateFill(Exception):
+    def __init__(self, account: str, trade_ids: list[str]) -> None:
+        super().__init__(f"fills already recorded for {account}: {', '.join(trade_ids)}")
+
+
 class OrderStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -108,19 +113,20 @@ class OrderStore:
             return order, await self._append(conn, order.account, [("order", _ORDER_JSON.dump_json(order))])
 
     async def record(self, order: Order, fills: Sequence[Fill] = ()) -> list[OrderEvent]:
-        """Save an order's new state and its new fills atomically, announcing each as an event."""
+        """Save an order's new state and its new fills atomically, announcing each as an event.
+
+        Raises DuplicateFill, changing nothing, if a fill is already stored: the caller computed the
+        order from a stale view and must reload it rather than count that fill twice.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
-            known = set()
             if fills:
-                known = {
-                    r["trade_id"]
-                    for r in await conn.fetch(
-                        "SELECT trade_id FROM fills WHERE account_id = $1 AND trade_id = ANY($2::text[])",
-                        order.account,
-                        [f.trade_id for f in fills],
-                    )
-                }
-            new_fills = [f for f in fills if f.trade_id not in known]
+                known = await conn.fetch(
+                    "SELECT trade_id FROM fills WHERE account_id = $1 AND trade_id = ANY($2::text[])",
+                    order.account,
+                    [f.trade_id for f in fills],
+                )
+                if known:
+                    raise DuplicateFill(order.account, [r["trade_id"] for r in known])
             await conn.execute(
                 "UPDATE orders SET quantity = $2, price = $3, trigger_price = $4, order_type = $5, status = $6,"
                 " filled_quantity = $7, average_price = $8, broker_order_id = $9, status_message = $10,"
@@ -129,17 +135,17 @@ class OrderStore:
                 order.status.value, order.filled_quantity, order.average_price, order.broker_order_id,
                 order.status_message, order.updated_at,
             )  # fmt: skip
-            items = [("fill", _FILL_JSON.dump_json(f)) for f in new_fills]
+            items = [("fill", _FILL_JSON.dump_json(f)) for f in fills]
             items.append(("order", _ORDER_JSON.dump_json(order)))
             events = await self._append(conn, order.account, items)
-            if new_fills:
+            if fills:
                 await conn.executemany(
                     "INSERT INTO fills (account_id, trade_id, order_id, instrument, side, product, quantity,"
                     " price, filled_at, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     [
                         (f.account, f.trade_id, f.order_id, str(f.instrument), f.side.value, f.product.value,
                          f.quantity, f.price, f.filled_at, e.sequence)
-                        for f, e in zip(new_fills, events[: len(new_fills)], strict=True)
+                        for f, e in zip(fills, events[: len(fills)], strict=True)
                     ],
                 )  # fmt: skip
             return events

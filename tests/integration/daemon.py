@@ -58,6 +58,12 @@ average_price = "1400"
 id = "beta"
 venue = "upstox"
 sync_interval_seconds = 0.2
+
+# gamma is traded only by the portfolio test, so its numbers are exact
+[[accounts]]
+id = "gamma"
+venue = "upstox"
+sync_interval_seconds = 0.2
 {extra}
 """
 

@@ -152,13 +152,14 @@ def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
         assert refused.value.code() == code
         assert named in refused.value.details()
         assert head_sequence(client) == before
-        assert len(client.accounts.ListAccounts(accounts_pb2.ListAccountsRequest(), timeout=10).accounts) == 2
+        assert len(client.accounts.ListAccounts(accounts_pb2.ListAccountsRequest(), timeout=10).accounts) == 3
 
 
 def test_stream_resumes_after_any_sequence_without_gap_or_repeat(daemon: Daemon) -> None:
     with daemon.client() as client:
-        place(client, quantity=1)
-        place(client, quantity=1, account="beta")
+        for account in ("alpha", "beta"):
+            placed = place(client, quantity=1, account=account)
+            wait_for(lambda p=placed: order_in(client, p.order.order_id, S.ORDER_STATUS_FILLED))
 
         def catch_up(after: int) -> list[int]:
             request = orders_pb2.StreamOrderEventsRequest(after_sequence=after, catch_up_only=True)

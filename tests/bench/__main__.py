@@ -1,0 +1,125 @@
+"""PlaceOrder throughput and latency of the daemon against a bare grpc.aio echo server.
+
+One uvloop client process drives both targets with the same code, one after the other, so that on
+a 2-core machine only one server competes with the client at a time. Exits 0 whatever the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import uvloop
+
+from tests.bench import echo_server, probes, report
+from tests.bench.place_order import build_requests, run_calls
+from tests.integration.daemon import Daemon
+from trademaster.v1 import orders_pb2_grpc
+
+WARMUP_CALLS = 100
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--orders", type=int, default=3000, help="measured PlaceOrder calls per target")
+    parser.add_argument("--concurrency", type=int, default=64, help="callers in flight at once")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for results and logs")
+    args = parser.parse_args(argv)
+    if args.orders < 1 or args.concurrency < 1:
+        parser.error("--orders and --concurrency must be at least 1")
+    return args
+
+
+async def measure(
+    address: str,
+    phase: str,
+    args: argparse.Namespace,
+    server_pid: int,
+    data_dir: str | None = None,
+    scrape: Callable[[], Awaitable[dict[str, tuple[float, float]]]] | None = None,
+) -> dict[str, Any]:
+    """Warm up (untimed), then time `--orders` calls, reading CPU and server timings on either side."""
+    run = secrets.token_hex(4)
+    warmup = build_requests(run, f"{phase}w", WARMUP_CALLS)
+    measured = build_requests(run, f"{phase}m", args.orders)
+    async with grpc.aio.insecure_channel(address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout=30)
+        stub = orders_pb2_grpc.OrderServiceStub(channel)
+        warm = await run_calls(stub, warmup, args.concurrency)
+        timings_before = await scrape() if scrape else {}
+        cpu_before = probes.cpu_snapshot(server_pid, data_dir)
+        outcome = await run_calls(stub, measured, args.concurrency)
+        cpu_after = probes.cpu_snapshot(server_pid, data_dir)
+        timings_after = await scrape() if scrape else {}
+    figures = report.summarize(outcome)
+    figures["warmup_errors"] = dict(warm.errors)
+    figures["cpu_s"] = probes.cpu_diff(cpu_before, cpu_after)
+    if scrape:
+        figures["server_mean_ms"] = probes.mean_ms(timings_before, timings_after)
+    return figures
+
+
+async def bench_echo(args: argparse.Namespace) -> dict[str, Any]:
+    proc, port = await asyncio.to_thread(echo_server.spawn, args.out / "echo_server.log")
+    try:
+        return await measure(f"127.0.0.1:{port}", "e", args, proc.pid)
+    finally:
+        await asyncio.to_thread(echo_server.stop, proc)
+
+
+async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
+    """The real daemon with the integration tests' paper config: 1 Ray CPU, two accounts of ₹10 lakh each."""
+    log_path = args.out / "daemon.log"
+    log_path.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tm-bench-", ignore_cleanup_errors=True) as tmp:
+        daemon = Daemon(Path(tmp) / "data", log_path)
+        url = f"http://127.0.0.1:{daemon.metrics_port}/metrics"
+        try:
+            await asyncio.to_thread(daemon.start)
+            assert daemon.proc is not None
+            return await measure(
+                daemon.address,
+                "d",
+                args,
+                daemon.proc.pid,
+                str(daemon.data_dir),
+                lambda: asyncio.to_thread(probes.scrape_timings, url),
+            )
+        finally:
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                await asyncio.to_thread(daemon.stop)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    environment = report.environment()  # dated when the run starts
+    echo = await bench_echo(args)
+    daemon = await bench_daemon(args)
+    return {
+        "benchmark": "place_order",
+        "environment": environment,
+        "params": {"orders": args.orders, "concurrency": args.concurrency, "warmup_calls": WARMUP_CALLS},
+        "echo": echo,
+        "daemon": daemon,
+        "ratios": report.ratios(echo, daemon),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = uvloop.run(run(args))
+    report.print_tables(result)
+    path = args.out / "place_order.json"
+    report.write_json(result, path)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,10 @@
 """Paper broker: the BrokerAdapter interface over an in-process SimExchange, persisted to a JSON file.
 
-Lets the daemon run an account end to end without a real broker. State is written atomically after
-every change so a restarted daemon finds the same orders, fills and cash it left behind.
+Lets the daemon run an account end to end without a real broker, and find the same orders, fills and
+cash after a restart. A full snapshot is written now and then; in between, each change appends only
+its delta (live orders, orders that just finished, new trades, the small portfolio figures) to a
+journal, so an order costs the same to persist however long the account's history is. Snapshot and
+journal share a generation number, so a crash during compaction never replays a stale journal.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from engine.brokers.base import (
     BrokerOrder,
@@ -36,11 +40,17 @@ _NO_HOLDINGS: Mapping[InstrumentId, tuple[int, Decimal]] = MappingProxyType({})
 class PaperBroker:
     """A BrokerAdapter whose broker is a SimExchange; every call is synchronous underneath."""
 
+    COMPACT_AFTER = 500  # journal entries between full snapshots
+
     def __init__(self, name: str, exchange: SimExchange, state_path: Path | None = None) -> None:
         self.name = name
         self.exchange = exchange
         self.state_path = state_path
         self._saved_revision: int | None = None
+        self._generation = 0
+        self._journal_entries = 0
+        self._settled: set[str] = set()
+        self._trades_saved = 0
 
     @classmethod
     def open(
@@ -63,10 +73,11 @@ class PaperBroker:
         """
         clock = clock or utc_now
         if state_path is not None and state_path.exists():
-            data = json.loads(state_path.read_text(encoding="utf-8"))
+            data = read_state(state_path)
             exchange = SimExchange.from_json(data, instruments, prices, clock=clock)
             broker = cls(name, exchange, state_path)
-            broker._saved_revision = exchange.revision
+            broker._generation = int(data.get("generation", 0))
+            broker._compact()
             return broker
         exchange = SimExchange(
             instruments,
@@ -78,7 +89,7 @@ class PaperBroker:
             clock=clock,
         )
         broker = cls(name, exchange, state_path)
-        broker._save()
+        broker._compact()
         return broker
 
     async def place(self, request: PlaceRequest) -> str:
@@ -132,18 +143,71 @@ class PaperBroker:
         return result
 
     async def close(self) -> None:
-        self._save()
+        self._compact()
 
     def _save_if_changed(self) -> None:
         if self.exchange.revision != self._saved_revision:
             self._save()
 
     def _save(self) -> None:
+        if self.state_path is None or self._journal_entries >= self.COMPACT_AFTER:
+            self._compact()
+            return
+        revision = self.exchange.revision
+        delta = self.exchange.to_json(settled=self._settled, trades_from=self._trades_saved)
+        with _journal_path(self.state_path, self._generation).open("a", encoding="utf-8") as journal:
+            journal.write(json.dumps(delta, separators=(",", ":")) + "\n")
+        self._mark_saved(revision)
+        self._journal_entries += 1
+
+    def _compact(self) -> None:
+        """Write a full snapshot of a new generation, then drop the old generation's journal."""
         if self.state_path is None:
             return
         revision = self.exchange.revision
-        _write_atomically(self.state_path, json.dumps(self.exchange.to_json(), indent=1))
+        old = _journal_path(self.state_path, self._generation)
+        self._generation += 1
+        snapshot = {**self.exchange.to_json(), "generation": self._generation}
+        _write_atomically(self.state_path, json.dumps(snapshot, separators=(",", ":")))
+        old.unlink(missing_ok=True)
+        self._mark_saved(revision)
+        self._journal_entries = 0
+
+    def _mark_saved(self, revision: int) -> None:
         self._saved_revision = revision
+        self._settled = self.exchange.finished_order_ids()
+        self._trades_saved = self.exchange.trade_count
+
+
+def read_state(state_path: Path) -> dict[str, Any]:
+    """The account state a restart would load now, as JSON data (for inspection and tests)."""
+    snapshot = json.loads(state_path.read_text(encoding="utf-8"))
+    return _replay(snapshot, _journal_path(state_path, int(snapshot.get("generation", 0))))
+
+
+def _journal_path(state_path: Path, generation: int) -> Path:
+    return state_path.with_name(f"{state_path.name}.journal.{generation}")
+
+
+def _replay(snapshot: dict[str, Any], journal: Path) -> dict[str, Any]:
+    """The snapshot with every journal delta applied in order: orders upserted, trades appended."""
+    orders = {o["order_id"]: o for o in snapshot["orders"]}
+    trades = list(snapshot["trades"])
+    state = dict(snapshot)
+    if journal.exists():
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                delta = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a write torn by a crash: the deltas before it are the state
+            orders.update((o["order_id"], o) for o in delta["orders"])
+            del trades[delta["trades_from"] :]
+            trades.extend(delta["trades"])
+            state.update({k: v for k, v in delta.items() if k not in ("orders", "trades", "trades_from")})
+    state["orders"] = list(orders.values())
+    state["trades"] = trades
+    state["trades_from"] = 0
+    return state
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -7,7 +7,7 @@ and free when idle, and lets its whole state be saved and restored between any t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -384,8 +384,12 @@ class SimExchange:
 
     # ---- persistence --------------------------------------------------------------------------
 
-    def to_json(self) -> dict[str, Any]:
-        """The whole account state as JSON-ready data (Decimals as strings, datetimes ISO 8601)."""
+    def to_json(self, *, settled: Collection[str] = (), trades_from: int = 0) -> dict[str, Any]:
+        """The account state as JSON-ready data (Decimals as strings, datetimes ISO 8601).
+
+        `settled` (order ids known to be finished and already saved) and `trades_from` (trades
+        already saved) make it a delta: finished orders and past trades never change again.
+        """
         return {
             "version": STATE_VERSION,
             "half_spread_ticks": self.half_spread_ticks,
@@ -394,13 +398,21 @@ class SimExchange:
             "order_seq": self._order_seq,
             "trade_seq": self._trade_seq,
             "portfolio": self._portfolio.to_json(),
-            "orders": [o.to_json() for o in self._orders.values()],
-            "trades": [trade_to_json(t) for t in self._trades],
+            "orders": [o.to_json() for o in self._orders.values() if o.order_id not in settled],
+            "trades_from": trades_from,
+            "trades": [trade_to_json(t) for t in self._trades[trades_from:]],
             "depth_used": [
                 {"instrument": str(i), "side": side.value, "second": second, "used": used}
                 for (i, side), (second, used) in self._depth_used.items()
             ],
         }
+
+    @property
+    def trade_count(self) -> int:
+        return len(self._trades)
+
+    def finished_order_ids(self) -> set[str]:
+        return {o.order_id for o in self._orders.values() if not o.is_live}
 
     @classmethod
     def from_json(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from decimal import Decimal
 
 import grpc
 import pytest
 
+from engine.brokers.paper import read_state
 from engine.domain import InstrumentId
 from engine.instrument_master import InstrumentMaster
 from tests.integration.daemon import Daemon, head_sequence, wait_for
@@ -80,7 +80,7 @@ def test_repeated_client_order_id_returns_the_original_and_sends_nothing(daemon:
         again = place(client, client_order_id="idem-1", quantity=2)
     assert again.duplicate and not first.duplicate
     assert again.order.order_id == first.order.order_id
-    broker_book = json.loads((daemon.data_dir / "paper" / "alpha.json").read_text())
+    broker_book = read_state(daemon.data_dir / "paper" / "alpha.json")
     assert sum(1 for o in broker_book["orders"] if o["tag"] == first.order.order_id) == 1
 
 

@@ -67,5 +67,5 @@ def test_missing_file_and_bad_environment_are_config_errors(tmp_path: Path, monk
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "absent.toml")
     monkeypatch.setenv("TRADEMASTER_RAY__NUM_CPUS", "many")
-    with pytest.raises(ConfigError, match="ray.num_cpus"):
+    with pytest.raises(ConfigError, match=r"ray\.num_cpus"):
         load_settings()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.brokers.base import BrokerAdapter, BrokerOrderStatus, ModifyRequest, PlaceRequest, Rejected
-from engine.brokers.paper import PaperBroker
+from engine.brokers.paper import PaperBroker, read_state
 from engine.domain import InstrumentId, OrderType, Product, Side
 from engine.instrument_master import InstrumentMaster
 from engine.sim.prices import PricePath
@@ -114,38 +114,54 @@ async def test_adapter_surface(master: InstrumentMaster, prices: PricePath, cloc
     await adapter.close()
 
 
-async def test_state_is_written_after_each_change(
+async def test_every_change_is_persisted_at_once(
     master: InstrumentMaster, prices: PricePath, clock: FakeClock, tmp_path: Path
 ) -> None:
     path = tmp_path / "accounts" / "paper1.json"
     broker = open_broker(master, prices, clock, path)
     assert path.exists()  # a fresh account is saved at once
     oid = await broker.place(buy(250))
-    assert saved(path)["orders"][0]["filled_quantity"] == 100
+    assert read_state(path)["orders"][0]["filled_quantity"] == 100
     clock.tick()
     await broker.funds()  # a read that matched a fill must persist it
-    assert saved(path)["orders"][0]["filled_quantity"] == 200
+    assert read_state(path)["orders"][0]["filled_quantity"] == 200
     with pytest.raises(Rejected, match="must be positive"):
         await broker.place(buy(0))
-    assert [o["status"] for o in saved(path)["orders"]] == ["OPEN", "REJECTED"]
+    assert [o["status"] for o in read_state(path)["orders"]] == ["OPEN", "REJECTED"]
     await broker.cancel(oid)
-    assert saved(path)["orders"][0]["status"] == "CANCELLED"
-    assert [p.name for p in path.parent.iterdir()] == ["paper1.json"]  # no temp files left behind
+    assert read_state(path)["orders"][0]["status"] == "CANCELLED"
+    assert len(read_state(path)["trades"]) == 2
+    assert not [p for p in path.parent.iterdir() if p.suffix == ".tmp"]  # no temp files left behind
 
 
-async def test_unchanged_reads_do_not_rewrite(
+async def test_unchanged_reads_do_not_write(
     master: InstrumentMaster, prices: PricePath, clock: FakeClock, tmp_path: Path
 ) -> None:
     path = tmp_path / "paper1.json"
     broker = open_broker(master, prices, clock, path)
     await broker.place(buy(1))
-    before = path.stat().st_mtime_ns
-    path.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")  # marker: same content
-    marker = path.stat().st_mtime_ns
+    files = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     clock.tick(5)
     await broker.orders()
     await broker.positions()
-    assert path.stat().st_mtime_ns == marker >= before
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == files
+
+
+async def test_journal_is_compacted_and_a_torn_last_entry_is_ignored(
+    master: InstrumentMaster, prices: PricePath, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PaperBroker, "COMPACT_AFTER", 3)
+    path = tmp_path / "paper1.json"
+    broker = open_broker(master, prices, clock, path)
+    ids = [await broker.place(buy(1, tag=f"t{i}")) for i in range(8)]
+    assert saved(path)["generation"] > 1
+    assert len([p for p in tmp_path.iterdir() if ".journal." in p.name]) <= 1
+    assert [o["order_id"] for o in read_state(path)["orders"]] == ids
+    journal = path.with_name(f"{path.name}.journal.{saved(path)['generation']}")
+    with journal.open("a", encoding="utf-8") as handle:
+        handle.write('{"orders": [')  # a write cut short by a crash
+    again = open_broker(master, prices, clock, path)
+    assert [o.broker_order_id for o in await again.orders()] == ids
 
 
 async def test_open_restores_and_keeps_filling(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,40 +14,12 @@ from engine.brokers.paper import PaperBroker, read_state
 from engine.domain import InstrumentId, OrderType, Product, Side
 from engine.instrument_master import InstrumentMaster
 from engine.sim.prices import PricePath
+from tests.unit.conftest import FakeClock
 
 D = Decimal
-T0 = datetime(2026, 11, 23, 4, 0, 0, tzinfo=UTC)
 INFY = InstrumentId.parse("NSE:INFY")
 TCS = InstrumentId.parse("NSE:TCS")
 ST = BrokerOrderStatus
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float = 1) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def master() -> InstrumentMaster:
-    return InstrumentMaster.default()
-
-
-@pytest.fixture
-def prices() -> PricePath:
-    path = PricePath(seed=1, volatility=0)
-    path.set_price(INFY, D("1500.0"))
-    return path
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def open_broker(

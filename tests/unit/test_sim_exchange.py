@@ -19,43 +19,15 @@ from engine.instrument_master import InstrumentMaster
 from engine.sim.exchange import MAX_CATCH_UP_SECONDS, SimExchange
 from engine.sim.margin import MARGIN_RATES
 from engine.sim.prices import PricePath
+from tests.unit.conftest import T0, FakeClock
 
 D = Decimal
-T0 = datetime(2026, 11, 23, 4, 0, 0, tzinfo=UTC)  # 09:30 IST
 INFY = InstrumentId.parse("NSE:INFY")
 SBIN = InstrumentId.parse("NSE:SBIN")
 NIFTY = InstrumentId.parse("NFO:NIFTY26NOVFUT")
 BANKNIFTY = InstrumentId.parse("NFO:BANKNIFTY26NOVFUT")
 ST = BrokerOrderStatus
 Make = Callable[..., SimExchange]
-
-
-class FakeClock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float = 1) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def master() -> InstrumentMaster:
-    return InstrumentMaster.default()
-
-
-@pytest.fixture
-def prices() -> PricePath:
-    path = PricePath(seed=1, volatility=0)
-    path.set_price(INFY, D("1500.0"))  # tick 0.1: bid 1499.9, ask 1500.1
-    return path
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

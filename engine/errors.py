@@ -17,7 +17,3 @@ class NotFound(ApiError):
 
 class FailedPrecondition(ApiError):
     pass
-
-
-class Unavailable(ApiError):
-    pass

@@ -15,7 +15,7 @@ import grpc
 import ray.exceptions
 
 from engine.api.metrics import OPEN_STREAMS, RPC_LATENCY
-from engine.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from engine.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,6 @@ _CODES: dict[type[ApiError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 

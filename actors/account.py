@@ -10,9 +10,10 @@ import ray
 from engine.account import AccountRuntime
 from engine.brokers.base import ModifyRequest
 from engine.brokers.factory import build_adapter
-from engine.config import AccountSettings, PaperSettings
+from engine.config import AccountSettings
 from engine.domain import Order, OrderRequest
 from engine.domain.accounts import AccountSnapshot
+from engine.sim.config import MarketSettings
 from engine.store.database import create_pool
 from engine.store.orders import OrderStore
 
@@ -21,7 +22,7 @@ from engine.store.orders import OrderStore
 class AccountActor:
     """Order submission is never retried by Ray (max_task_retries=0): a retry could send twice."""
 
-    def __init__(self, account: AccountSettings, paper: PaperSettings, data_dir: str, dsn: str) -> None:
+    def __init__(self, account: AccountSettings, paper: MarketSettings, data_dir: str, dsn: str) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._account = account
         self._paper = paper

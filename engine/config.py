@@ -13,11 +13,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from engine.domain import InstrumentId
-from engine.instrument_master import InstrumentMaster
+from engine.settings_base import StrictModel
+from engine.sim.config import BookSettings, HoldingSeed, MarketSettings
 
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _HOST_PORT = re.compile(r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
@@ -27,17 +27,13 @@ class ConfigError(Exception):
     """A configuration problem, worded for the person who wrote the file."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _check_listen(value: str) -> str:
     if value and not _HOST_PORT.match(value):
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     return value
 
 
-class ServerSettings(_Strict):
+class ServerSettings(StrictModel):
     listen: str = "127.0.0.1:50051"
     metrics_listen: str = Field("127.0.0.1:9464", description="empty disables the Prometheus endpoint")
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
@@ -45,53 +41,25 @@ class ServerSettings(_Strict):
     _listen = field_validator("listen", "metrics_listen")(_check_listen)
 
 
-class DatabaseSettings(_Strict):
+class DatabaseSettings(StrictModel):
     url: str = Field("", description="postgresql:// DSN; empty starts an embedded PostgreSQL in the data dir")
     pool_size: int = Field(8, ge=2, le=100)
 
 
-class RaySettings(_Strict):
+class RaySettings(StrictModel):
     address: str = Field("", description="Ray cluster address; empty starts a local Ray (RAY_ADDRESS also works)")
     num_cpus: int = Field(2, ge=1, le=512, description="CPUs a local Ray may use")
     namespace: str = "trademaster"
 
 
-class PaperSettings(_Strict):
-    """The simulated market every paper account trades in."""
-
-    seed: int = 7
-    volatility: float = Field(0.00005, ge=0, le=0.05, description="per-second log-return standard deviation")
-    half_spread_ticks: int = Field(1, ge=0, le=100)
-    depth_per_second: int = Field(5000, ge=1, description="units that fill per instrument, side and second")
-
-
-class HoldingSeed(_Strict):
-    quantity: int = Field(gt=0)
-    average_price: Decimal = Field(gt=0)
-
-
-class PaperAccountSettings(_Strict):
-    opening_cash: Decimal = Field(Decimal("1000000"), ge=0)
-    holdings: dict[str, HoldingSeed] = Field(default_factory=dict)
-
-    @field_validator("holdings")
-    @classmethod
-    def _instruments_parse(cls, value: dict[str, HoldingSeed]) -> dict[str, HoldingSeed]:
-        master = InstrumentMaster.default()
-        for key in value:
-            if InstrumentId.parse(key) not in master:
-                raise ValueError(f"unknown instrument {key}")
-        return value
-
-
-class AccountSettings(_Strict):
+class AccountSettings(StrictModel):
     id: str
     broker: Literal["paper"] = "paper"
     label: str = ""
     venue: str = Field("paper", description="the broker a paper account imitates, shown as its broker")
     default: bool = False
     sync_interval_seconds: float = Field(1.0, ge=0.05, le=60)
-    paper: PaperAccountSettings = Field(default_factory=PaperAccountSettings)
+    paper: BookSettings = Field(default_factory=BookSettings)
 
     @field_validator("id")
     @classmethod
@@ -113,14 +81,14 @@ def demo_accounts() -> list[AccountSettings]:
             venue="zerodha",
             label="Demo: Zerodha main",
             default=True,
-            paper=PaperAccountSettings(holdings={"NSE:INFY": HoldingSeed(quantity=50, average_price=Decimal("1450"))}),
+            paper=BookSettings(holdings={"NSE:INFY": HoldingSeed(quantity=50, average_price=Decimal("1450"))}),
         ),
         AccountSettings(id="zerodha-family", venue="zerodha", label="Demo: Zerodha family"),
         AccountSettings(
             id="upstox-main",
             venue="upstox",
             label="Demo: Upstox main",
-            paper=PaperAccountSettings(opening_cash=Decimal("500000")),
+            paper=BookSettings(opening_cash=Decimal("500000")),
         ),
     ]
 
@@ -137,7 +105,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
-    paper: PaperSettings = Field(default_factory=PaperSettings)
+    paper: MarketSettings = Field(default_factory=MarketSettings)
     accounts: list[AccountSettings] = Field(
         default_factory=list, description="empty: the demo setup of three paper accounts"
     )

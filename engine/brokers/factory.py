@@ -6,13 +6,14 @@ from pathlib import Path
 
 from engine.brokers.base import BrokerAdapter
 from engine.brokers.paper import PaperBroker
-from engine.config import AccountSettings, PaperSettings
+from engine.config import AccountSettings
 from engine.domain import InstrumentId
 from engine.instrument_master import InstrumentMaster
+from engine.sim.config import MarketSettings
 from engine.sim.prices import PricePath
 
 
-def build_adapter(account: AccountSettings, paper: PaperSettings, data_dir: Path) -> BrokerAdapter:
+def build_adapter(account: AccountSettings, paper: MarketSettings, data_dir: Path) -> BrokerAdapter:
     state_dir = data_dir / "paper"
     state_dir.mkdir(parents=True, exist_ok=True)
     return PaperBroker.open(

@@ -33,6 +33,7 @@ from engine.domain import InstrumentId
 from engine.instrument_master import InstrumentMaster
 from engine.sim.exchange import SimExchange, utc_now
 from engine.sim.prices import PricePath
+from engine.sim.sessions import TradingSessions
 
 _NO_HOLDINGS: Mapping[InstrumentId, tuple[int, Decimal]] = MappingProxyType({})
 
@@ -64,17 +65,19 @@ class PaperBroker:
         holdings: Mapping[InstrumentId, tuple[int, Decimal]] = _NO_HOLDINGS,
         half_spread_ticks: int = 1,
         depth_per_second: int = 5000,
+        price_band_percent: Decimal = Decimal(0),
+        sessions: TradingSessions | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> PaperBroker:
         """Resume the account saved at `state_path` if that file exists, else start it fresh.
 
-        On resume the saved state wins: opening_cash, holdings, spread and depth are used only for
-        a fresh start.
+        On resume the saved state wins: opening_cash, holdings, spread, depth and band are used only
+        for a fresh start.
         """
         clock = clock or utc_now
         if state_path is not None and state_path.exists():
             data = read_state(state_path)
-            exchange = SimExchange.from_json(data, instruments, prices, clock=clock)
+            exchange = SimExchange.from_json(data, instruments, prices, sessions=sessions, clock=clock)
             broker = cls(name, exchange, state_path)
             broker._generation = int(data.get("generation", 0))
             broker._compact()
@@ -86,6 +89,8 @@ class PaperBroker:
             holdings=holdings,
             half_spread_ticks=half_spread_ticks,
             depth_per_second=depth_per_second,
+            price_band_percent=price_band_percent,
+            sessions=sessions,
             clock=clock,
         )
         broker = cls(name, exchange, state_path)
@@ -96,56 +101,57 @@ class PaperBroker:
         try:
             return self.exchange.place(request)
         finally:
-            self._save_if_changed()
+            self.save_if_changed()
 
     async def modify(self, broker_order_id: str, change: ModifyRequest) -> None:
         try:
             self.exchange.modify(broker_order_id, change)
         finally:
-            self._save_if_changed()
+            self.save_if_changed()
 
     async def cancel(self, broker_order_id: str) -> None:
         try:
             self.exchange.cancel(broker_order_id)
         finally:
-            self._save_if_changed()
+            self.save_if_changed()
 
     async def orders(self) -> list[BrokerOrder]:
         result = self.exchange.orders()
-        self._save_if_changed()
+        self.save_if_changed()
         return result
 
     async def trades(self) -> list[BrokerTrade]:
         result = self.exchange.trades()
-        self._save_if_changed()
+        self.save_if_changed()
         return result
 
     async def positions(self) -> list[BrokerPosition]:
         result = self.exchange.positions()
-        self._save_if_changed()
+        self.save_if_changed()
         return result
 
     async def holdings(self) -> list[Holding]:
         result = self.exchange.holdings()
-        self._save_if_changed()
+        self.save_if_changed()
         return result
 
     async def funds(self) -> Funds:
         result = self.exchange.funds()
-        self._save_if_changed()
+        self.save_if_changed()
         return result
 
     async def quotes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, Quote]:
         """Quotes for the known instruments; unknown ones are left out, as Kite's quote call does."""
         known = [i for i in instruments if i in self.exchange.instruments]
         result = {i: self.exchange.quote(i) for i in known}
-        self._save_if_changed()
+        self.save_if_changed()
         return result
 
     async def close(self) -> None:
         self._compact()
 
-    def _save_if_changed(self) -> None:
+    def save_if_changed(self) -> None:
+        """Persist what changed since the last save; for callers that drive `exchange` directly."""
         if self.exchange.revision != self._saved_revision:
             self._save()
 
@@ -168,7 +174,7 @@ class PaperBroker:
         old = _journal_path(self.state_path, self._generation)
         self._generation += 1
         snapshot = {**self.exchange.to_json(), "generation": self._generation}
-        _write_atomically(self.state_path, json.dumps(snapshot, separators=(",", ":")))
+        write_atomically(self.state_path, json.dumps(snapshot, separators=(",", ":")))
         old.unlink(missing_ok=True)
         self._mark_saved(revision)
         self._journal_entries = 0
@@ -210,7 +216,7 @@ def _replay(snapshot: dict[str, Any], journal: Path) -> dict[str, Any]:
     return state
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Write via a temp file in the same directory, fsync, then rename: a crash leaves old or new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -32,16 +33,34 @@ from engine.sim import rules
 from engine.sim.margin import order_margin, position_margin
 from engine.sim.portfolio import Portfolio
 from engine.sim.prices import PricePath
-from engine.sim.records import SimOrder, trade_from_json, trade_to_json
+from engine.sim.records import SimOrder, Stage, trade_from_json, trade_to_json
+from engine.sim.sessions import TradingSessions
 
 MAX_CATCH_UP_SECONDS = 900  # seconds replayed one by one per call; beyond that the book jumps to now
 ORDER_ID_BASE = 260_000_000_000
 TRADE_ID_BASE = 10_000_000
-STATE_VERSION = 1
+STATE_VERSION = 2
 _PAISA = Decimal("0.01")
 _NO_HOLDINGS: Mapping[InstrumentId, tuple[int, Decimal]] = MappingProxyType({})
 
 _Status = BrokerOrderStatus
+_PLACE_STAGES = (Stage.PUT_ORDER_REQ_RECEIVED, Stage.VALIDATION_PENDING)
+
+
+class RejectKind(StrEnum):
+    """Which check refused an order; wire fronts pick their error type from it."""
+
+    INPUT = "INPUT"  # quantity, price, tick, band, product, session
+    MARGIN = "MARGIN"
+    HOLDING = "HOLDING"
+    ORDER = "ORDER"  # the order does not exist or can no longer change
+
+
+class SimRejected(Rejected):
+    def __init__(self, kind: RejectKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
 
 
 def utc_now() -> datetime:
@@ -65,8 +84,11 @@ class SimExchange:
         holdings: Mapping[InstrumentId, tuple[int, Decimal]] = _NO_HOLDINGS,
         half_spread_ticks: int = 1,
         depth_per_second: int = 5000,
+        price_band_percent: Decimal = Decimal(0),
+        sessions: TradingSessions | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """`price_band_percent` 0 disables the band check; `sessions` None trades around the clock."""
         if half_spread_ticks < 0:
             raise ValueError("half_spread_ticks must not be negative")
         if depth_per_second < 1:
@@ -79,6 +101,8 @@ class SimExchange:
         self._clock = clock
         self.half_spread_ticks = half_spread_ticks
         self.depth_per_second = depth_per_second
+        self.price_band_percent = Decimal(price_band_percent)
+        self.sessions = sessions
         self._portfolio = Portfolio(Decimal(opening_cash), holdings)
         self._orders: dict[str, SimOrder] = {}
         self._trades: list[BrokerTrade] = []
@@ -99,8 +123,11 @@ class SimExchange:
 
     # ---- orders -------------------------------------------------------------------------------
 
-    def place(self, request: PlaceRequest) -> str:
-        """Accept or reject a new order; a rejected one is still recorded, as a broker does."""
+    def place(self, request: PlaceRequest, *, validity: str = "DAY", meta: Mapping[str, Any] | None = None) -> str:
+        """Accept or reject a new order; a rejected one is still recorded, as a broker does.
+
+        `meta` holds a wire front's own order fields (variety, disclosed quantity, ...), kept as given.
+        """
         now = self._advance()
         self._order_seq += 1
         order_type = request.order_type
@@ -117,15 +144,24 @@ class SimExchange:
             status=_Status.TRIGGER_PENDING if order_type.needs_trigger else _Status.OPEN,
             placed_at=now,
             updated_at=now,
+            validity=validity,
+            meta=dict(meta or {}),
         )
-        message = self._check(order, now, replacing=None)
+        for stage in _PLACE_STAGES:
+            order.record(stage, now)
+        refusal = self._check(order, now, replacing=None)
         self._orders[order.order_id] = order
         self._revision += 1
-        if message:
+        if refusal:
             order.status = _Status.REJECTED
-            order.status_message = message
-            raise Rejected(message)
+            order.status_message = refusal.message
+            order.record_settled(now)
+            raise refusal
+        order.record(Stage.OPEN_PENDING, now)
+        order.record_settled(now)
         self._match_now(now)
+        if order.validity == "IOC" and order.is_live:
+            self._close(order, now, "IOC order: the unfilled quantity was cancelled")
         return order.order_id
 
     def modify(self, order_id: str, change: ModifyRequest) -> None:
@@ -137,7 +173,9 @@ class SimExchange:
         price = order.price if change.price is None else change.price
         trigger = order.trigger_price if change.trigger_price is None else change.trigger_price
         if 0 < quantity <= order.filled_quantity:
-            raise Rejected(f"quantity {quantity} must exceed the filled quantity {order.filled_quantity}")
+            raise SimRejected(
+                RejectKind.ORDER, f"quantity {quantity} must exceed the filled quantity {order.filled_quantity}"
+            )
         triggered = order.triggered and order_type is order.order_type
         candidate = replace(
             order,
@@ -148,10 +186,15 @@ class SimExchange:
             triggered=triggered,
             status=_Status.TRIGGER_PENDING if order_type.needs_trigger and not triggered else _Status.OPEN,
             updated_at=now,
+            modifications=order.modifications + 1,
+            history=list(order.history),
         )
-        message = self._check(candidate, now, replacing=order)
-        if message:
-            raise Rejected(message)
+        refusal = self._check(candidate, now, replacing=order)
+        if refusal:
+            raise refusal
+        candidate.record(Stage.MODIFY_VALIDATION_PENDING, now)
+        candidate.record(Stage.MODIFY_PENDING, now)
+        candidate.record_settled(now)
         self._orders[order_id] = candidate  # same key: keeps its place in time priority
         self._revision += 1
         self._match_now(now)
@@ -159,8 +202,14 @@ class SimExchange:
     def cancel(self, order_id: str) -> None:
         now = self._advance()
         order = self._live_order(order_id)
+        order.record(Stage.CANCEL_PENDING, now)
+        self._close(order, now, "")
+
+    def _close(self, order: SimOrder, now: datetime, message: str) -> None:
         order.status = _Status.CANCELLED
+        order.status_message = message
         order.updated_at = now
+        order.record_settled(now)
         self._revision += 1
 
     # ---- reads --------------------------------------------------------------------------------
@@ -168,6 +217,18 @@ class SimExchange:
     def orders(self) -> list[BrokerOrder]:
         self._advance()
         return [order.to_broker() for order in self._orders.values()]
+
+    def order_records(self) -> list[SimOrder]:
+        """Every order of the day with its history, for wire fronts; callers must not change them."""
+        self._advance()
+        return list(self._orders.values())
+
+    def order_record(self, order_id: str) -> SimOrder:
+        self._advance()
+        order = self._orders.get(order_id)
+        if order is None:
+            raise SimRejected(RejectKind.ORDER, f"unknown order id {order_id}")
+        return order
 
     def trades(self) -> list[BrokerTrade]:
         self._advance()
@@ -198,24 +259,32 @@ class SimExchange:
         now = self._advance()
         instrument = self._instruments.get(instrument_id)
         if instrument is None:
-            raise Rejected(f"unknown instrument {instrument_id}")
+            raise SimRejected(RejectKind.INPUT, f"unknown instrument {instrument_id}")
         last, bid, ask = self._quote(instrument, now)
         return Quote(instrument=instrument_id, last_price=last, bid=bid, ask=ask, at=now)
 
     # ---- validation ---------------------------------------------------------------------------
 
-    def _check(self, order: SimOrder, now: datetime, replacing: SimOrder | None) -> str | None:
+    def _check(self, order: SimOrder, now: datetime, replacing: SimOrder | None) -> SimRejected | None:
         """Why `order` (new, or a modified copy of `replacing`) must be refused, or None."""
         instrument = self._instruments.get(order.instrument)
         if instrument is None:
-            return f"unknown instrument {order.instrument}"
-        return (
-            rules.check_quantity(instrument, order.quantity)
+            return SimRejected(RejectKind.INPUT, f"unknown instrument {order.instrument}")
+        closed = self.sessions.closed_reason(order.instrument.exchange, now) if self.sessions else None
+        invalid = (
+            closed
+            or rules.check_quantity(instrument, order.quantity)
             or rules.check_prices(instrument, order.order_type, order.side, order.price, order.trigger_price)
+            or rules.check_band(instrument, self.price_band_percent, order.price, order.trigger_price)
             or rules.check_product(instrument, order.product)
-            or self._check_funds(order, now, replacing)
-            or self._check_holdings(order, replacing)
         )
+        if invalid:
+            return SimRejected(RejectKind.INPUT, invalid)
+        short = self._check_funds(order, now, replacing)
+        if short:
+            return SimRejected(RejectKind.MARGIN, short)
+        unheld = self._check_holdings(order, replacing)
+        return SimRejected(RejectKind.HOLDING, unheld) if unheld else None
 
     def _check_funds(self, order: SimOrder, now: datetime, replacing: SimOrder | None) -> str | None:
         live = self._live_orders()
@@ -254,9 +323,9 @@ class SimExchange:
     def _live_order(self, order_id: str) -> SimOrder:
         order = self._orders.get(order_id)
         if order is None:
-            raise Rejected(f"unknown order id {order_id}")
+            raise SimRejected(RejectKind.ORDER, f"unknown order id {order_id}")
         if not order.is_live:
-            raise Rejected(f"order {order_id} is already {order.status}")
+            raise SimRejected(RejectKind.ORDER, f"order {order_id} is already {order.status}")
         return order
 
     # ---- margin -------------------------------------------------------------------------------
@@ -330,6 +399,7 @@ class SimExchange:
                 order.triggered = True
                 order.status = _Status.OPEN
                 order.updated_at = at
+                order.record_settled(at)
                 self._revision += 1
             fill_price = ask if buy else bid
             if order.is_limit:
@@ -370,6 +440,7 @@ class SimExchange:
         order.updated_at = at
         if order.remaining == 0:
             order.status = _Status.COMPLETE
+        order.record_settled(at)
         self._portfolio.book_fill(order.instrument, order.product, order.side, quantity, price)
         self._revision += 1
 
@@ -394,6 +465,7 @@ class SimExchange:
             "version": STATE_VERSION,
             "half_spread_ticks": self.half_spread_ticks,
             "depth_per_second": self.depth_per_second,
+            "price_band_percent": str(self.price_band_percent),
             "last_matched_second": self._last_second,
             "order_seq": self._order_seq,
             "trade_seq": self._trade_seq,
@@ -421,6 +493,7 @@ class SimExchange:
         instruments: InstrumentMaster,
         prices: PricePath,
         *,
+        sessions: TradingSessions | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> SimExchange:
         """Rebuild an exchange saved by `to_json`; matching resumes from the saved second."""
@@ -433,6 +506,8 @@ class SimExchange:
             opening_cash=portfolio.opening_cash,
             half_spread_ticks=int(data["half_spread_ticks"]),
             depth_per_second=int(data["depth_per_second"]),
+            price_band_percent=Decimal(data["price_band_percent"]),
+            sessions=sessions,
             clock=clock,
         )
         exchange._portfolio = portfolio

@@ -5,15 +5,17 @@ Kept apart from the exchange logic so the persisted shape is visible in one plac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from engine.brokers.base import BrokerOrder, BrokerOrderStatus, BrokerPosition, BrokerTrade
 from engine.domain import InstrumentId, OrderType, Product, Side
 
 LIVE_STATUSES = frozenset({BrokerOrderStatus.OPEN, BrokerOrderStatus.TRIGGER_PENDING})
+EXCHANGE_ORDER_ID_BASE = 1_100_000_000_000_000
 _AVERAGE_QUANTUM = Decimal("0.0001")
 ZERO = Decimal(0)
 
@@ -24,6 +26,77 @@ def _opt_decimal(value: str | None) -> Decimal | None:
 
 def _opt_str(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
+
+
+class Stage(StrEnum):
+    """Every status an order passes through at an Indian broker's OMS, spelled as Kite spells them.
+
+    The transient ones exist only in an order's history: the simulator validates synchronously, so
+    the latest state a read returns is always a settled one.
+    """
+
+    PUT_ORDER_REQ_RECEIVED = "PUT ORDER REQ RECEIVED"
+    VALIDATION_PENDING = "VALIDATION PENDING"
+    OPEN_PENDING = "OPEN PENDING"
+    OPEN = "OPEN"
+    TRIGGER_PENDING = "TRIGGER PENDING"
+    MODIFY_VALIDATION_PENDING = "MODIFY VALIDATION PENDING"
+    MODIFY_PENDING = "MODIFY PENDING"
+    CANCEL_PENDING = "CANCEL PENDING"
+    COMPLETE = "COMPLETE"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+
+SETTLED_STAGE = {
+    BrokerOrderStatus.OPEN: Stage.OPEN,
+    BrokerOrderStatus.TRIGGER_PENDING: Stage.TRIGGER_PENDING,
+    BrokerOrderStatus.COMPLETE: Stage.COMPLETE,
+    BrokerOrderStatus.CANCELLED: Stage.CANCELLED,
+    BrokerOrderStatus.REJECTED: Stage.REJECTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSnapshot:
+    """One entry of an order's history: the order as it stood when it reached `stage`."""
+
+    stage: Stage
+    at: datetime
+    quantity: int
+    filled_quantity: int
+    average_price: Decimal | None
+    price: Decimal | None
+    trigger_price: Decimal | None
+    order_type: OrderType
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage.value,
+            "at": self.at.isoformat(),
+            "quantity": self.quantity,
+            "filled_quantity": self.filled_quantity,
+            "average_price": _opt_str(self.average_price),
+            "price": _opt_str(self.price),
+            "trigger_price": _opt_str(self.trigger_price),
+            "order_type": self.order_type.value,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OrderSnapshot:
+        return cls(
+            stage=Stage(data["stage"]),
+            at=datetime.fromisoformat(data["at"]),
+            quantity=int(data["quantity"]),
+            filled_quantity=int(data["filled_quantity"]),
+            average_price=_opt_decimal(data["average_price"]),
+            price=_opt_decimal(data["price"]),
+            trigger_price=_opt_decimal(data["trigger_price"]),
+            order_type=OrderType(data["order_type"]),
+            message=data["message"],
+        )
 
 
 @dataclass(slots=True)
@@ -44,10 +117,48 @@ class SimOrder:
     filled_value: Decimal = ZERO
     triggered: bool = False
     status_message: str = ""
+    validity: str = "DAY"  # DAY, or IOC: whatever does not fill at once is cancelled
+    modifications: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)  # wire-front fields the core does not interpret
+    history: list[OrderSnapshot] = field(default_factory=list)
 
     @property
     def remaining(self) -> int:
         return self.quantity - self.filled_quantity
+
+    @property
+    def average_price(self) -> Decimal | None:
+        return (self.filled_value / self.filled_quantity).quantize(_AVERAGE_QUANTUM) if self.filled_quantity else None
+
+    @property
+    def cancelled_quantity(self) -> int:
+        return self.remaining if self.status is BrokerOrderStatus.CANCELLED else 0
+
+    @property
+    def exchange_order_id(self) -> str | None:
+        """The exchange's id, which exists once the order has reached the exchange."""
+        if self.status is BrokerOrderStatus.REJECTED and not self.filled_quantity:
+            return None
+        return str(EXCHANGE_ORDER_ID_BASE + int(self.order_id))
+
+    def record(self, stage: Stage, at: datetime, message: str = "") -> None:
+        """Append the order's current state to its history under `stage`."""
+        self.history.append(
+            OrderSnapshot(
+                stage=stage,
+                at=at,
+                quantity=self.quantity,
+                filled_quantity=self.filled_quantity,
+                average_price=self.average_price,
+                price=self.price,
+                trigger_price=self.trigger_price,
+                order_type=self.order_type,
+                message=message,
+            )
+        )
+
+    def record_settled(self, at: datetime) -> None:
+        self.record(SETTLED_STAGE[self.status], at, self.status_message)
 
     @property
     def is_live(self) -> bool:
@@ -59,9 +170,6 @@ class SimOrder:
         return self.order_type in (OrderType.LIMIT, OrderType.SL)
 
     def to_broker(self) -> BrokerOrder:
-        average = (
-            (self.filled_value / self.filled_quantity).quantize(_AVERAGE_QUANTUM) if self.filled_quantity else None
-        )
         return BrokerOrder(
             broker_order_id=self.order_id,
             tag=self.tag,
@@ -75,7 +183,7 @@ class SimOrder:
             updated_at=self.updated_at,
             price=self.price,
             trigger_price=self.trigger_price,
-            average_price=average,
+            average_price=self.average_price,
             status_message=self.status_message,
         )
 
@@ -97,6 +205,10 @@ class SimOrder:
             "filled_value": str(self.filled_value),
             "triggered": self.triggered,
             "status_message": self.status_message,
+            "validity": self.validity,
+            "modifications": self.modifications,
+            "meta": self.meta,
+            "history": [h.to_json() for h in self.history],
         }
 
     @classmethod
@@ -118,6 +230,10 @@ class SimOrder:
             filled_value=Decimal(data["filled_value"]),
             triggered=bool(data["triggered"]),
             status_message=data["status_message"],
+            validity=data["validity"],
+            modifications=int(data["modifications"]),
+            meta=dict(data["meta"]),
+            history=[OrderSnapshot.from_json(h) for h in data["history"]],
         )
 
 

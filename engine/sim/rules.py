@@ -10,6 +10,7 @@ from decimal import Decimal
 from engine.domain import Exchange, Instrument, OrderType, Product, Side
 
 CNC_EXCHANGES = frozenset({Exchange.NSE, Exchange.BSE})
+_PAISA = Decimal("0.01")
 NRML_EXCHANGES = frozenset({Exchange.NFO, Exchange.BFO, Exchange.MCX, Exchange.CDS, Exchange.BCD})
 
 
@@ -58,4 +59,20 @@ def check_product(instrument: Instrument, product: Product) -> str | None:
         return f"product CNC is for NSE/BSE equity delivery, not allowed on {exchange}"
     if product is Product.NRML and exchange not in NRML_EXCHANGES:
         return f"product NRML is for derivatives carry-forward, not allowed on {exchange}"
+    return None
+
+
+def check_band(instrument: Instrument, band_percent: Decimal, *prices: Decimal | None) -> str | None:
+    """Prices must lie within `band_percent` of the previous close (the instrument master's last price)."""
+    close = instrument.last_price
+    if band_percent <= 0 or close <= 0:
+        return None
+    width = close * band_percent / 100
+    low, high = close - width, close + width
+    for price in prices:
+        if price is not None and not low <= price <= high:
+            return (
+                f"price {price} is outside the price band {low.quantize(_PAISA)}-{high.quantize(_PAISA)} "
+                f"of {instrument.id} ({band_percent}% of the previous close {close})"
+            )
     return None

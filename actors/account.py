@@ -9,23 +9,24 @@ import ray
 
 from engine.account import AccountRuntime
 from engine.brokers.base import ModifyRequest
-from engine.brokers.factory import build_adapter
+from engine.brokers.factory import build_adapter, build_auto_login
 from engine.config import AccountSettings
 from engine.domain import Order, OrderRequest
 from engine.domain.accounts import AccountSnapshot
 from engine.sim.config import MarketSettings
 from engine.store.database import create_pool
 from engine.store.orders import OrderStore
+from engine.store.sessions import SessionStore
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class AccountActor:
     """Order submission is never retried by Ray (max_task_retries=0): a retry could send twice."""
 
-    def __init__(self, account: AccountSettings, paper: MarketSettings, data_dir: str, dsn: str) -> None:
+    def __init__(self, account: AccountSettings, market: MarketSettings, data_dir: str, dsn: str) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._account = account
-        self._paper = paper
+        self._market = market
         self._data_dir = Path(data_dir)
         self._dsn = dsn
         self._runtime: AccountRuntime | None = None
@@ -34,11 +35,16 @@ class AccountActor:
         if self._runtime is not None:
             return
         pool = await create_pool(self._dsn, 4)
-        adapter = build_adapter(self._account, self._paper, self._data_dir)
+        adapter = build_adapter(self._account, self._market, self._data_dir)
         runtime = AccountRuntime(
-            self._account.id, self._account.broker_name, adapter, OrderStore(pool),
+            self._account.id,
+            self._account.broker_name,
+            adapter,
+            OrderStore(pool),
             self._account.sync_interval_seconds,
-        )  # fmt: skip
+            sessions=SessionStore(pool),
+            auto_login=build_auto_login(self._account),
+        )
         await runtime.start()
         self._runtime = runtime
 
@@ -56,6 +62,12 @@ class AccountActor:
 
     async def modify(self, order_id: str, change: ModifyRequest) -> Order:
         return await (await self._ready()).modify(order_id, change)
+
+    async def login_url(self) -> str:
+        return (await self._ready()).login_url()
+
+    async def complete_login(self, redirect: str) -> None:
+        await (await self._ready()).complete_login(redirect)
 
     async def snapshot(self) -> AccountSnapshot:
         return (await self._ready()).snapshot()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -26,12 +26,14 @@ from engine.brokers.base import (
     PlaceRequest,
     Rejected,
 )
+from engine.brokers.session import LoginFlow
 from engine.domain import IllegalTransition, InstrumentId, Order, OrderRequest, OrderStatus
 from engine.domain.accounts import AccountSnapshot, AccountStatus
 from engine.domain.ids import new_order_id
-from engine.errors import FailedPrecondition, NotFound
+from engine.errors import FailedPrecondition, InvalidArgument, NotFound
 from engine.order_sync import apply_broker_view, settled_status
 from engine.store.orders import DuplicateFill, OrderStore
+from engine.store.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,24 @@ def _same_order(order: Order, request: OrderRequest) -> bool:
 
 class AccountRuntime:
     def __init__(
-        self, account: str, broker: str, adapter: BrokerAdapter, store: OrderStore, sync_interval: float
+        self,
+        account: str,
+        broker: str,
+        adapter: BrokerAdapter,
+        store: OrderStore,
+        sync_interval: float,
+        *,
+        sessions: SessionStore | None = None,
+        auto_login: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
+        """`auto_login` turns a login URL into the broker's redirect URL without a person (simulators)."""
         self.account = account
         self.broker = broker
         self._adapter = adapter
         self._store = store
+        self._sessions = sessions
+        self._auto_login = auto_login
+        self._session_expires: datetime | None = None
         self._interval = sync_interval
         self._live: dict[str, Order] = {}
         self._trade_ids: set[str] = set()
@@ -71,6 +85,7 @@ class AccountRuntime:
         for order in list(self._live.values()):
             if order.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_MODIFY):
                 await self._settle(order.order_id, f"{order.status} interrupted by a restart; repeat it if needed")
+        await self._restore_session()
         await self.sync()
         self._loop_task = asyncio.create_task(self._sync_loop(), name=f"sync:{self.account}")
 
@@ -84,12 +99,61 @@ class AccountRuntime:
     def snapshot(self) -> AccountSnapshot:
         return replace(self._snapshot, open_orders=len(self._live))
 
+    # -- broker login -----------------------------------------------------------------------------
+
+    def _login_flow(self) -> LoginFlow:
+        if not isinstance(self._adapter, LoginFlow):
+            raise FailedPrecondition(f"account {self.account} ({self.broker}) needs no broker login")
+        return self._adapter
+
+    def login_url(self) -> str:
+        return self._login_flow().login_url()
+
+    async def complete_login(self, redirect: str) -> None:
+        """Turn the broker's redirect (or bare token) into a session, save it, and sync at once."""
+        flow = self._login_flow()
+        try:
+            session = await flow.complete_login(redirect)
+        except ValueError as exc:
+            raise InvalidArgument("redirect", str(exc)) from None
+        except BrokerError as exc:
+            raise FailedPrecondition(f"login to {self.broker} failed: {exc}") from None
+        if self._sessions is not None:
+            await self._sessions.save(self.account, session)
+        self._session_expires = session.expires_at
+        self._snapshot = replace(self._snapshot, status=AccountStatus.STARTING, login_url="", last_error="")
+        log.info("account %s logged in to %s as %s", self.account, self.broker, session.user_id)
+        await self.sync()
+
+    async def _restore_session(self) -> None:
+        if not isinstance(self._adapter, LoginFlow):
+            return
+        saved = await self._sessions.get(self.account) if self._sessions else None
+        if saved is not None and saved.expires_at > _now():
+            self._adapter.use_session(saved)
+            self._session_expires = saved.expires_at
+            return
+        if self._auto_login is not None:
+            try:
+                await self.complete_login(await self._auto_login(self._adapter.login_url()))
+                return
+            except Exception as exc:  # fall through: the account waits for a manual login
+                log.warning("automatic login of %s failed: %s", self.account, exc)
+        self._needs_login("no broker session; log in first")
+
+    def _needs_login(self, why: str) -> None:
+        url = self._adapter.login_url() if isinstance(self._adapter, LoginFlow) else ""
+        self._snapshot = replace(self._snapshot, status=AccountStatus.LOGIN_REQUIRED, login_url=url, last_error=why)
+
     # -- commands -------------------------------------------------------------------------------
 
     async def submit(self, request: OrderRequest) -> tuple[Order, bool]:
         """Place an order; returns (order, duplicate). A duplicate client_order_id sends nothing."""
+        self._check_session_expiry()
         if self._snapshot.status is AccountStatus.LOGIN_REQUIRED:
-            raise FailedPrecondition(f"account {self.account} needs a broker login")
+            raise FailedPrecondition(
+                f"account {self.account} needs a broker login: run `trademaster accounts login {self.account}`"
+            )
         now = _now()
         intent = Order(
             order_id=new_order_id(),
@@ -248,6 +312,9 @@ class AccountRuntime:
 
     async def sync(self) -> None:
         """Pull the broker's orders, trades and account state and fold them in; never raises."""
+        self._check_session_expiry()
+        if self._snapshot.status is AccountStatus.LOGIN_REQUIRED:
+            return  # nothing to ask the broker until someone logs in
         async with self._sync_lock:
             try:
                 orders = await self._adapter.orders()
@@ -320,13 +387,19 @@ class AccountRuntime:
         value = millis if previous == 0 else previous + _EWMA * (millis - previous)
         self._snapshot = replace(self._snapshot, ack_latency_ms=value)
 
+    def _check_session_expiry(self) -> None:
+        if self._session_expires is not None and _now() >= self._session_expires:
+            self._session_expires = None
+            self._needs_login("the broker session expired; log in again")
+
     def _note_broker_error(self, exc: Exception) -> None:
         if isinstance(exc, Rejected):
             return  # a refused order says nothing about the account's health
-        status = AccountStatus.LOGIN_REQUIRED if isinstance(exc, AuthExpired) else AccountStatus.DEGRADED
         self._snapshot = replace(
             self._snapshot,
-            status=status,
+            status=AccountStatus.DEGRADED,
             last_error=f"{type(exc).__name__}: {exc}",
             consecutive_errors=self._snapshot.consecutive_errors + 1,
         )
+        if isinstance(exc, AuthExpired):
+            self._needs_login(f"{type(exc).__name__}: {exc}")

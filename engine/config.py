@@ -9,15 +9,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from engine.settings_base import StrictModel
-from engine.sim.config import BookSettings, HoldingSeed, MarketSettings
+from engine.settings_base import StrictModel, describe_errors
+from engine.sim.config import BookSettings, MarketSettings
 
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _HOST_PORT = re.compile(r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
@@ -52,14 +51,40 @@ class RaySettings(StrictModel):
     namespace: str = "trademaster"
 
 
+class SimLoginSettings(StrictModel):
+    """Log in through a simulator's login form by itself (demo and tests; real brokers need a person)."""
+
+    user_id: str
+    password: str = "sim"
+
+
+class ConnectionSettings(StrictModel):
+    """How to reach a real broker account (or a `trademaster sim` standing in for the broker)."""
+
+    api_key: str = Field("", description="Kite api_key / Upstox client_id of your developer app")
+    api_secret: str = Field("", description="the app's secret; prefer api_secret_env")
+    api_secret_env: str = Field("", description="name of an environment variable holding the app's secret")
+    redirect_url: str = Field("http://127.0.0.1:8765/callback", description="the app's registered redirect URL")
+    simulator_url: str = Field("", description="talk to a `trademaster sim` at this URL instead of the broker")
+    base_url: str = Field("", description="override the broker's API root (empty: the real one)")
+    order_url: str = Field("", description="Upstox: override the order host (empty: the real one)")
+    login_url: str = Field("", description="override the broker's login page (empty: the real one)")
+    instruments_url: str = Field("", description="Upstox: override the instrument master URL")
+    sim_login: SimLoginSettings | None = None
+
+    def secret(self) -> str:
+        return os.environ.get(self.api_secret_env, "") if self.api_secret_env else self.api_secret
+
+
 class AccountSettings(StrictModel):
     id: str
-    broker: Literal["paper"] = "paper"
+    broker: Literal["paper", "kite", "upstox"] = "paper"
     label: str = ""
-    venue: str = Field("paper", description="the broker a paper account imitates, shown as its broker")
+    venue: str = Field("paper", description="paper accounts: the broker it imitates, shown as its broker")
     default: bool = False
     sync_interval_seconds: float = Field(1.0, ge=0.05, le=60)
     paper: BookSettings = Field(default_factory=BookSettings)
+    connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
 
     @field_validator("id")
     @classmethod
@@ -68,29 +93,24 @@ class AccountSettings(StrictModel):
             raise ValueError("1-40 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
         return value
 
+    @model_validator(mode="after")
+    def _connection_complete(self) -> AccountSettings:
+        if self.broker == "paper":
+            return self
+        if not self.connection.api_key:
+            raise ValueError(f"account {self.id}: connection.api_key is required for broker {self.broker}")
+        if not self.connection.secret():
+            where = self.connection.api_secret_env or "connection.api_secret or connection.api_secret_env"
+            raise ValueError(f"account {self.id}: the API secret is missing ({where})")
+        return self
+
     @property
     def broker_name(self) -> str:
-        return f"{self.venue}-paper" if self.broker == "paper" else self.broker
-
-
-def demo_accounts() -> list[AccountSettings]:
-    """Three paper accounts at two simulated brokers, so a fresh machine has something to trade."""
-    return [
-        AccountSettings(
-            id="zerodha-main",
-            venue="zerodha",
-            label="Demo: Zerodha main",
-            default=True,
-            paper=BookSettings(holdings={"NSE:INFY": HoldingSeed(quantity=50, average_price=Decimal("1450"))}),
-        ),
-        AccountSettings(id="zerodha-family", venue="zerodha", label="Demo: Zerodha family"),
-        AccountSettings(
-            id="upstox-main",
-            venue="upstox",
-            label="Demo: Upstox main",
-            paper=BookSettings(opening_cash=Decimal("500000")),
-        ),
-    ]
+        """The broker as users name it; simulated ones say so."""
+        if self.broker == "paper":
+            return f"{self.venue}-paper"
+        name = {"kite": "zerodha", "upstox": "upstox"}[self.broker]
+        return f"{name}-sim" if self.connection.simulator_url else name
 
 
 def _default_data_dir() -> Path:
@@ -107,7 +127,7 @@ class Settings(BaseSettings):
     ray: RaySettings = Field(default_factory=RaySettings)
     paper: MarketSettings = Field(default_factory=MarketSettings)
     accounts: list[AccountSettings] = Field(
-        default_factory=list, description="empty: the demo setup of three paper accounts"
+        default_factory=list, description="empty: the demo, three accounts at two simulated brokers"
     )
 
     @classmethod
@@ -133,25 +153,12 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def effective_accounts(self) -> list[AccountSettings]:
-        return self.accounts or demo_accounts()
-
-    @property
     def default_account(self) -> str | None:
-        accounts = self.effective_accounts
+        accounts = self.accounts
         marked = [a.id for a in accounts if a.default]
         if marked:
             return marked[0]
         return accounts[0].id if len(accounts) == 1 else None
-
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = "unknown setting" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"  {where}: {message}")
-    return "invalid configuration:\n" + "\n".join(lines)
 
 
 def load_settings(config_file: Path | None = None, data_dir: Path | None = None) -> Settings:
@@ -167,7 +174,7 @@ def load_settings(config_file: Path | None = None, data_dir: Path | None = None)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe_errors("invalid configuration", exc)) from None
     except SettingsError as exc:  # e.g. an environment variable that is not valid JSON for its section
         raise ConfigError(f"invalid configuration from the environment: {exc}") from None
     return settings.model_copy(update={"data_dir": data_dir}) if data_dir is not None else settings

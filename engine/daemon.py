@@ -23,7 +23,9 @@ from engine.api.events import EventHub
 from engine.api.gateway import AccountHandle, Gateway
 from engine.api.server import build_server, mark_serving
 from engine.config import Settings
+from engine.demo import demo_accounts, demo_simulators
 from engine.instrument_master import InstrumentMaster
+from engine.sim.launcher import SimProcess
 from engine.store.database import EmbeddedPostgres, create_pool
 from engine.store.migrate import migrate
 from engine.store.orders import OrderStore
@@ -36,6 +38,7 @@ class _Resources:
     """What has been started so far, so shutdown stops exactly that, in reverse."""
 
     embedded: EmbeddedPostgres | None = None
+    simulators: list[SimProcess] = field(default_factory=list)
     ray_started: bool = False
     actors: list = field(default_factory=list)
 
@@ -67,7 +70,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
     ledger = LedgerActor.options(name="ledger").remote(dsn)
     res.actors.append(ledger)
     handles = []
-    for account in settings.effective_accounts:
+    for account in settings.accounts:
         actor = AccountActor.options(name=f"account:{account.id}").remote(
             account, settings.paper, str(settings.data_dir), dsn
         )
@@ -104,11 +107,24 @@ async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
     await pool.close()
 
 
+def _start_demo(settings: Settings, res: _Resources) -> Settings:
+    """No accounts configured: start the simulated brokers and trade the demo accounts at them."""
+    urls = {}
+    for broker, sim_settings in demo_simulators(settings.paper).items():
+        process = SimProcess.start(sim_settings, settings.data_dir / "sim" / broker)
+        res.simulators.append(process)
+        urls[broker] = process.url
+        log.info("demo: simulated %s broker at %s", broker, process.url)
+    return settings.model_copy(update={"accounts": demo_accounts(urls)})
+
+
 def run(settings: Settings) -> None:
     """Run the daemon until SIGINT or SIGTERM."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     res = _Resources()
     try:
+        if not settings.accounts:
+            settings = _start_demo(settings, res)
         dsn = settings.database.url
         if not dsn:
             res.embedded = EmbeddedPostgres.start(settings.data_dir)
@@ -124,4 +140,6 @@ def run(settings: Settings) -> None:
             ray.shutdown()
         if res.embedded is not None:
             res.embedded.stop()
+        for simulator in res.simulators:
+            simulator.stop()
         log.info("stopped")

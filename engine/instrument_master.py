@@ -72,6 +72,7 @@ def _parse_row(row: dict[str, str]) -> Instrument | None:
         lot_size = int(Decimal(row["lot_size"].strip()))
         last_price = Decimal(row["last_price"].strip() or "0")
         token = int(row["instrument_token"].strip() or "0")
+        exchange_token = int((row.get("exchange_token") or "0").strip() or "0")
     except (ValueError, InvalidOperation, KeyError, AttributeError):
         return None
     if tick_size <= 0 or lot_size <= 0:
@@ -84,6 +85,7 @@ def _parse_row(row: dict[str, str]) -> Instrument | None:
         last_price=last_price,
         instrument_token=token,
         freeze_quantity=_freeze_quantity(instrument_id, row),
+        exchange_token=exchange_token,
     )
 
 

@@ -67,15 +67,66 @@ def serve(
 
 
 @app.command()
+def sim(
+    broker: Annotated[str | None, typer.Option(help="kite or upstox (overrides the config file's).")] = None,
+    port: Annotated[int, typer.Option(help="TCP port on the host; 0 picks a free one.")] = 0,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    config: Annotated[Path | None, typer.Option(help="Simulator settings, JSON or TOML (see README).")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Keep books and sessions here across restarts.")] = None,
+    clock: Annotated[str | None, typer.Option(help="Start the clock at this ISO 8601 instant.")] = None,
+) -> None:
+    """Run a simulated broker (Kite Connect v3 or Upstox v2 wire protocol) in the foreground."""
+    from engine.sim.server import serve as serve_sim
+    from engine.sim.settings_file import SimConfigError, load_sim_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_sim_settings(config, broker, clock)
+    except SimConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    serve_sim(settings, host, port, state_dir)
+
+
+accounts_app = typer.Typer(help="The broker accounts: list them, log in.", invoke_without_command=True)
+app.add_typer(accounts_app, name="accounts")
+
+
+@accounts_app.callback()
 @_rpc_errors
-def accounts(server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
+def accounts(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
     """List the accounts with their broker, status and health."""
+    if ctx.invoked_subcommand is not None:
+        return
     with Client(server) as client:
         reply = client.accounts.ListAccounts(accounts_pb2.ListAccountsRequest())
     if json:
         typer.echo(render.as_json(reply))
     else:
         render.accounts(reply.accounts)
+
+
+@accounts_app.command("login")
+@_rpc_errors
+def accounts_login(
+    account: str,
+    redirect: Annotated[
+        str | None, typer.Option("--redirect", help="The URL the broker redirected to, or the bare request token/code.")
+    ] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """Log an account in to its broker: open the printed URL, log in, paste where it sends you."""
+    with Client(server) as client:
+        if redirect is None:
+            started = client.accounts.StartLogin(accounts_pb2.StartLoginRequest(account=account))
+            typer.echo(f"Open this URL, log in, and paste the address the broker sends you to:\n{started.login_url}")
+            redirect = typer.prompt("Redirect URL (or request token)")
+        reply = client.accounts.CompleteLogin(accounts_pb2.CompleteLoginRequest(account=account, redirect=redirect))
+    if json:
+        typer.echo(render.as_json(reply))
+    else:
+        render.accounts([reply])
 
 
 def _show_order(order: orders_pb2.Order, json: bool, title: str = "Order") -> None:

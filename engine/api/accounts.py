@@ -28,3 +28,20 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
         self, request: accounts_pb2.GetAccountRequest, context: grpc.aio.ServicerContext
     ) -> accounts_pb2.Account:
         return self._proto(validation.text("id", request.id, required=True))
+
+    async def StartLogin(
+        self, request: accounts_pb2.StartLoginRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.StartLoginResponse:
+        handle = self._gw.require_account(validation.text("account", request.account, required=True))
+        url = await self._gw.call("account", "login_url", handle.actor.login_url.remote())
+        return accounts_pb2.StartLoginResponse(login_url=url)
+
+    async def CompleteLogin(
+        self, request: accounts_pb2.CompleteLoginRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.Account:
+        account = validation.text("account", request.account, required=True)
+        redirect = validation.text("redirect", request.redirect, required=True, limit=4096)
+        handle = self._gw.require_account(account)
+        await self._gw.call("account", "complete_login", handle.actor.complete_login.remote(redirect))
+        await self._gw.refresh_snapshots()
+        return self._proto(account)

@@ -209,4 +209,5 @@ def account_to_proto(snap: AccountSnapshot, label: str, is_default: bool) -> acc
             open_orders=snap.open_orders,
         ),
         is_default=is_default,
+        login_url=snap.login_url,
     )

@@ -21,9 +21,9 @@ MAX_PRICE = Decimal("100000000")
 _MAX_TEXT = 64
 
 
-def text(field: str, value: str, *, required: bool = False) -> str:
-    if len(value) > _MAX_TEXT:
-        raise InvalidArgument(field, f"longer than {_MAX_TEXT} characters")
+def text(field: str, value: str, *, required: bool = False, limit: int = _MAX_TEXT) -> str:
+    if len(value) > limit:
+        raise InvalidArgument(field, f"longer than {limit} characters")
     if required and not value:
         raise InvalidArgument(field, "required")
     return value

@@ -54,6 +54,27 @@ class BrokerOrderStatus(StrEnum):
     REJECTED = "REJECTED"
 
 
+# NSE's OMS vocabulary, which Kite (upper case) and Upstox (lower case) both pass through.
+_OMS_STATUSES: dict[str, BrokerOrderStatus] = {
+    "OPEN": BrokerOrderStatus.OPEN,
+    "TRIGGER PENDING": BrokerOrderStatus.TRIGGER_PENDING,
+    "COMPLETE": BrokerOrderStatus.COMPLETE,
+    "CANCELLED": BrokerOrderStatus.CANCELLED,
+    "CANCELLED AMO": BrokerOrderStatus.CANCELLED,
+    "REJECTED": BrokerOrderStatus.REJECTED,
+    # still working while a change is being validated
+    "MODIFY VALIDATION PENDING": BrokerOrderStatus.OPEN,
+    "MODIFY PENDING": BrokerOrderStatus.OPEN,
+    "CANCEL PENDING": BrokerOrderStatus.OPEN,
+}
+
+
+def oms_status(text: str) -> BrokerOrderStatus:
+    """The status behind an OMS status word; the not-yet-at-exchange ones (PUT ORDER REQ RECEIVED,
+    VALIDATION PENDING, OPEN PENDING, AMO REQ RECEIVED) and any unknown word are PENDING."""
+    return _OMS_STATUSES.get(text.strip().upper(), BrokerOrderStatus.PENDING)
+
+
 @dataclass(frozen=True, slots=True)
 class PlaceRequest:
     tag: str  # the daemon's order id, at most 20 alphanumerics: the key for reconciliation

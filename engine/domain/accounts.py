@@ -31,3 +31,4 @@ class AccountSnapshot:
     funds: Funds | None = None
     holdings: tuple[Holding, ...] = ()
     marks: dict[InstrumentId, Decimal] = field(default_factory=dict)
+    login_url: str = ""  # where to log in, while LOGIN_REQUIRED

@@ -45,6 +45,7 @@ class Instrument:
     last_price: Decimal
     instrument_token: int = 0
     freeze_quantity: int = 0
+    exchange_token: int = 0  # the exchange's contract id, the same at every broker
 
     def on_tick(self, price: Decimal) -> bool:
         return price % self.tick_size == 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from functools import cached_property
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from engine.brokers.session import IST
 from engine.domain import Exchange
 
-IST = ZoneInfo("Asia/Kolkata")
+__all__ = ["IST", "SESSION_HOURS", "TradingSessions"]
 
 # Normal-market hours per segment, IST.
 SESSION_HOURS: dict[Exchange, tuple[time, time]] = {

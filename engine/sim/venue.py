@@ -16,6 +16,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from engine.brokers.paper import PaperBroker, write_atomically
+from engine.brokers.session import next_expiry
 from engine.instrument_master import InstrumentMaster
 from engine.sim.clock import SimClock
 from engine.sim.config import SimAppSettings, SimSettings, SimUserSettings
@@ -24,7 +25,7 @@ from engine.sim.faults import FaultPlan
 from engine.sim.limits import RateLimits, Window
 from engine.sim.prices import PricePath
 from engine.sim.records import SimOrder
-from engine.sim.sessions import IST, TradingSessions
+from engine.sim.sessions import TradingSessions
 
 LOGIN_CODE_TTL = timedelta(minutes=5)
 
@@ -59,13 +60,6 @@ class SimUser:
 
 
 OrderListener = Callable[[SimUser, SimOrder], None]
-
-
-def next_expiry(at: datetime, expires: time) -> datetime:
-    """The first `expires` (IST wall time) after `at`: brokers end every session at a fixed hour."""
-    local = at.astimezone(IST)
-    candidate = datetime.combine(local.date(), expires, IST)
-    return candidate if candidate > local else candidate + timedelta(days=1)
 
 
 def _order_signature(order: SimOrder) -> tuple[object, ...]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import ConfigError, load_settings
+from engine.demo import demo_accounts, demo_simulators
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -19,9 +20,14 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_no_config_is_the_demo_with_embedded_database_and_local_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     s = load_settings()
-    assert [a.id for a in s.effective_accounts] == ["zerodha-main", "zerodha-family", "upstox-main"]
-    assert {a.broker_name for a in s.effective_accounts} == {"zerodha-paper", "upstox-paper"}
-    assert s.default_account == "zerodha-main"
+    assert s.accounts == []  # the daemon starts the demo simulators and accounts
+    demo = demo_accounts({"kite": "http://127.0.0.1:1", "upstox": "http://127.0.0.1:2"})
+    assert [a.id for a in demo] == ["zerodha-main", "zerodha-family", "upstox-main"]
+    assert [a.broker_name for a in demo] == ["zerodha-sim", "zerodha-sim", "upstox-sim"]
+    assert s.model_copy(update={"accounts": demo}).default_account == "zerodha-main"
+    sims = demo_simulators(s.paper)
+    users = {a.connection.sim_login.user_id for a in demo if a.connection.sim_login}
+    assert users == {u.user_id for sim in sims.values() for u in sim.users}
     assert s.database.url == "" and s.ray.address == ""
     assert s.server.listen == "127.0.0.1:50051" and s.server.metrics_listen == "127.0.0.1:9464"
 
@@ -55,6 +61,9 @@ def test_file_values_then_environment_then_flags(tmp_path: Path, monkeypatch: py
         ('[[accounts]]\nid = "a"\n[accounts.paper.holdings."NSE:NOPE"]\nquantity = 1\naverage_price = "1"\n',
          "unknown instrument NSE:NOPE"),
         ("[server\n", "not valid TOML"),
+        ('[[accounts]]\nid = "k"\nbroker = "kite"\n', "connection.api_key is required"),
+        ('[[accounts]]\nid = "k"\nbroker = "kite"\n[accounts.connection]\napi_key = "x"\napi_secret_env = "NOPE_X"\n',
+         "API secret is missing (NOPE_X)"),
     ],
 )  # fmt: skip
 def test_bad_config_is_refused_naming_the_problem(tmp_path: Path, text: str, named: str) -> None:

@@ -16,9 +16,10 @@ import pytest
 from engine.brokers.base import BrokerOrder, BrokerOrderStatus, ModifyRequest, PlaceRequest, Rejected
 from engine.domain import Exchange, InstrumentId, OrderType, Product, Side
 from engine.instrument_master import InstrumentMaster
-from engine.sim.exchange import MAX_CATCH_UP_SECONDS, SimExchange
+from engine.sim.exchange import MAX_CATCH_UP_SECONDS, RejectKind, SimExchange, SimRejected
 from engine.sim.margin import MARGIN_RATES
 from engine.sim.prices import PricePath
+from engine.sim.sessions import TradingSessions
 from tests.unit.conftest import T0, FakeClock
 
 D = Decimal
@@ -549,3 +550,103 @@ def test_json_round_trip_mid_life(make: Make, master: InstrumentMaster, prices: 
 def test_from_json_rejects_unknown_version(master: InstrumentMaster, prices: PricePath) -> None:
     with pytest.raises(ValueError, match="version"):
         SimExchange.from_json({"version": 99}, master, prices)
+
+
+# ---- order history, reject kinds, price band, sessions, IOC ------------------------------------
+
+
+def stages(exchange: SimExchange, order_id: str) -> list[str]:
+    return [h.stage.value for h in exchange.order_record(order_id).history]
+
+
+def test_history_records_every_stage(make: Make, prices: PricePath, clock: FakeClock) -> None:
+    exchange = make()
+    oid = exchange.place(req(order_type=OrderType.LIMIT, price="1490.0"))
+    assert stages(exchange, oid) == ["PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING", "OPEN"]
+    exchange.modify(oid, ModifyRequest(price=D("1495.0")))
+    assert stages(exchange, oid)[-3:] == ["MODIFY VALIDATION PENDING", "MODIFY PENDING", "OPEN"]
+    assert exchange.order_record(oid).modifications == 1
+    assert exchange.order_record(oid).history[-1].price == D("1495.0")
+    prices.set_price(INFY, D("1490.0"))
+    clock.tick()
+    exchange.orders()
+    record = exchange.order_record(oid)
+    assert record.history[-1].stage.value == "COMPLETE" and record.history[-1].filled_quantity == 10
+    assert record.history[-1].average_price == D("1490.1")
+    cancelled = exchange.place(req(order_type=OrderType.LIMIT, price="1400.0", tag="t2"))
+    exchange.cancel(cancelled)
+    assert stages(exchange, cancelled)[-2:] == ["CANCEL PENDING", "CANCELLED"]
+    assert exchange.order_record(cancelled).cancelled_quantity == 10
+
+
+def test_rejections_carry_their_kind_and_history(make: Make) -> None:
+    exchange = make(opening_cash=D("1000"))
+    with pytest.raises(SimRejected) as margin:
+        exchange.place(req(product=Product.CNC))
+    assert margin.value.kind is RejectKind.MARGIN
+    with pytest.raises(SimRejected) as holding:
+        exchange.place(req(Side.SELL, product=Product.CNC, tag="t2"))
+    assert holding.value.kind is RejectKind.HOLDING
+    with pytest.raises(SimRejected) as tick:
+        exchange.place(req(order_type=OrderType.LIMIT, price="1500.05", tag="t3"))
+    assert tick.value.kind is RejectKind.INPUT
+    with pytest.raises(SimRejected) as unknown:
+        exchange.cancel("nope")
+    assert unknown.value.kind is RejectKind.ORDER
+    rejected = next(o for o in exchange.order_records() if o.tag == "t1")
+    assert [h.stage.value for h in rejected.history] == ["PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "REJECTED"]
+    assert rejected.exchange_order_id is None
+
+
+def test_price_band_accepts_its_edges_and_refuses_beyond(make: Make, master: InstrumentMaster) -> None:
+    exchange = make(price_band_percent=D(10))
+    close = master.get(INFY).last_price  # 1562.4: band 1406.16 - 1718.64
+    assert close == D("1562.4")
+    exchange.place(req(order_type=OrderType.LIMIT, price="1406.2"))
+    exchange.place(req(Side.SELL, order_type=OrderType.LIMIT, price="1718.6", tag="t2"))
+    with pytest.raises(SimRejected, match=r"outside the price band 1406.16-1718.64") as below:
+        exchange.place(req(order_type=OrderType.LIMIT, price="1406.1", tag="t3"))
+    assert below.value.kind is RejectKind.INPUT
+    with pytest.raises(SimRejected, match="outside the price band"):
+        exchange.place(req(order_type=OrderType.SL, price="1720.0", trigger="1719.0", tag="t4"))
+
+
+def test_trading_sessions_refuse_orders_out_of_hours(make: Make, clock: FakeClock) -> None:
+    exchange = make(sessions=TradingSessions())
+    exchange.place(req())  # T0 is Monday 09:30 IST
+    clock.now = datetime(2026, 11, 23, 10, 5, tzinfo=UTC)  # 15:35 IST
+    with pytest.raises(SimRejected, match=r"closed at 15:35 IST; the session runs 09:15-15:30") as late:
+        exchange.place(req(tag="t2"))
+    assert late.value.kind is RejectKind.INPUT
+    clock.now = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # 24 Nov 2026 is an NSE holiday
+    with pytest.raises(SimRejected, match="not a trading day"):
+        exchange.place(req(tag="t3"))
+
+
+def test_sessions_know_weekends_holidays_and_commodity_hours() -> None:
+    sessions = TradingSessions()
+    saturday = datetime(2026, 11, 21, 5, 0, tzinfo=UTC)
+    assert "not a trading day" in (sessions.closed_reason(Exchange.NSE, saturday) or "")
+    evening = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # 19:30 IST
+    assert sessions.closed_reason(Exchange.MCX, evening) is None
+    assert sessions.closed_reason(Exchange.NSE, evening) is not None
+    beyond_calendar = datetime(2031, 6, 2, 5, 0, tzinfo=UTC)  # a Monday past the calendar's end
+    assert sessions.closed_reason(Exchange.NSE, beyond_calendar) is None
+
+
+def test_ioc_cancels_what_does_not_fill_at_once(make: Make) -> None:
+    exchange = make(depth_per_second=4)
+    oid = exchange.place(req(quantity=10), validity="IOC", meta={"variety": "regular"})
+    record = exchange.order_record(oid)
+    assert record.status is ST.CANCELLED and record.filled_quantity == 4 and record.cancelled_quantity == 6
+    assert "IOC" in record.status_message and record.meta == {"variety": "regular"}
+
+
+def test_history_and_meta_survive_json(make: Make, master: InstrumentMaster, prices: PricePath) -> None:
+    exchange = make(price_band_percent=D(10))
+    oid = exchange.place(req(order_type=OrderType.LIMIT, price="1490.0"), meta={"guid": "g1"})
+    exchange.modify(oid, ModifyRequest(quantity=12))
+    data = json.loads(json.dumps(exchange.to_json()))
+    restored = SimExchange.from_json(data, master, prices, clock=exchange._clock)
+    assert restored.order_record(oid).history == exchange.order_record(oid).history
+    assert restored.order_record(oid).meta == {"guid": "g1"} and restored.price_band_percent == D(10)

@@ -1,0 +1,60 @@
+"""What a failed broker call means: the classification exactly-once depends on."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from engine.brokers.base import Ambiguous, AuthExpired, RateLimited, Rejected, Unavailable
+from engine.brokers.http import BrokerHttp, json_error_text
+from engine.brokers.pacing import KITE_LIMITS
+
+
+def client(handler: httpx.MockTransport) -> BrokerHttp:
+    return BrokerHttp(
+        broker="test",
+        limits=KITE_LIMITS,
+        error_text=json_error_text(("errors", "message"), ("message",)),
+        is_auth_error=lambda r: r.status_code in (401, 403),
+        transport=handler,
+    )
+
+
+def answering(status: int, body: object, headers: dict[str, str] | None = None) -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(status, json=body, headers=headers))
+
+
+def raising(exc: Exception) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(
+    ("transport", "outcome", "text"),
+    [
+        (raising(httpx.ConnectError("refused")), Unavailable, "not sent"),
+        (raising(httpx.ConnectTimeout("slow connect")), Unavailable, "not sent"),
+        (raising(httpx.ReadTimeout("no answer")), Ambiguous, "outcome unknown"),
+        (raising(httpx.RemoteProtocolError("peer closed")), Ambiguous, "outcome unknown"),
+        (answering(503, {"message": "down"}), Ambiguous, "HTTP 503: down"),
+        (answering(429, {"message": "slow down"}, {"retry-after": "2"}), RateLimited, "slow down"),
+        (answering(403, {"message": "token expired"}), AuthExpired, "token expired"),
+        (answering(400, {"errors": [{"message": "price: off tick"}]}), Rejected, "price: off tick"),
+    ],
+)
+async def test_failures_map_to_outcomes(transport: httpx.MockTransport, outcome: type, text: str) -> None:
+    http = client(transport)
+    with pytest.raises(outcome, match=text) as raised:
+        await http.request("POST", "http://broker.test/orders", category="order")
+    if isinstance(raised.value, RateLimited):
+        assert raised.value.retry_after == 2.0
+    await http.close()
+
+
+async def test_success_is_returned() -> None:
+    http = client(answering(200, {"status": "success", "data": {"order_id": "1"}}))
+    response = await http.request("GET", "http://broker.test/orders", category="other")
+    assert response.json()["data"] == {"order_id": "1"}
+    await http.close()

@@ -9,6 +9,11 @@ class InvalidArgument(ApiError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Rebuild from both parts, so the error survives crossing a Ray actor boundary."""
+        return type(self), (self.field, self.problem)
 
 
 class NotFound(ApiError):

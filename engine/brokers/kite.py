@@ -153,6 +153,8 @@ class KiteAdapter:
             )
             if value is not None
         }
+        if change.order_type is not None and not change.order_type.needs_price:
+            form["market_protection"] = MARKET_PROTECTION_AUTO
         await self._call("PUT", f"/orders/regular/{broker_order_id}", "order", data=form)
 
     async def cancel(self, broker_order_id: str) -> None:

@@ -30,10 +30,10 @@ from engine.brokers.base import (
 from engine.domain import Instrument, InstrumentId, Product, Side
 from engine.instrument_master import InstrumentMaster
 from engine.sim import rules
-from engine.sim.margin import order_margin, position_margin
+from engine.sim.margin import MARGIN_RATES, order_margin, position_margin
 from engine.sim.portfolio import Portfolio
 from engine.sim.prices import PricePath
-from engine.sim.records import SimOrder, Stage, trade_from_json, trade_to_json
+from engine.sim.records import SimOrder, SimPosition, Stage, trade_from_json, trade_to_json
 from engine.sim.sessions import TradingSessions
 
 MAX_CATCH_UP_SECONDS = 900  # seconds replayed one by one per call; beyond that the book jumps to now
@@ -522,3 +522,54 @@ class SimExchange:
             key = (InstrumentId.parse(raw["instrument"]), Side(raw["side"]))
             exchange._depth_used[key] = (int(raw["second"]), int(raw["used"]))
         return exchange
+
+    # ---- wire-front additions -----------------------------------------------------------------
+
+    def position_records(self) -> list[SimPosition]:
+        """Copies of the positions with their realised PnL: a wire front shows more than BrokerPosition holds."""
+        self._advance()
+        return [replace(p) for p in self._portfolio.iter_positions()]
+
+    def annotate(self, order_id: str, meta: Mapping[str, Any]) -> None:
+        """Merge wire-front fields into an order's meta, e.g. the market protection a modification set."""
+        order = self.order_record(order_id)
+        order.meta.update(meta)
+        self._revision += 1
+
+    def convert_position(
+        self, instrument_id: InstrumentId, side: Side, quantity: int, old: Product, new: Product
+    ) -> None:
+        """Move `quantity` of today's position from product `old` to `new` at its average price.
+
+        `side` BUY converts long quantity, SELL short. Refused when the position is smaller, the new
+        product does not suit the instrument, or the margin the new product adds is not available.
+        """
+        now = self._advance()
+        instrument = self._instruments.get(instrument_id)
+        if instrument is None:
+            raise SimRejected(RejectKind.INPUT, f"unknown instrument {instrument_id}")
+        if old is new:
+            invalid: str | None = f"the position is already {new}"
+        elif new is Product.CNC and side is Side.SELL:
+            invalid = "a short position cannot be converted to CNC"
+        elif quantity <= 0 or quantity % instrument.lot_size:
+            invalid = f"quantity {quantity} must be a positive multiple of the lot size {instrument.lot_size}"
+        else:
+            invalid = rules.check_product(instrument, new)
+        if invalid:
+            raise SimRejected(RejectKind.INPUT, invalid)
+        position = self._portfolio.positions.get((instrument_id, old))
+        held = position.quantity * side.sign if position else 0
+        if position is None or quantity > held:
+            message = f"only {max(0, held)} of the {side} {old} position in {instrument_id} can be converted"
+            raise SimRejected(RejectKind.INPUT, message)
+        extra = quantity * position.average_price * (MARGIN_RATES[new] - MARGIN_RATES[old])
+        available = self._portfolio.cash + self._portfolio.realised - self._used_margin(now)
+        if extra > available:
+            raise SimRejected(
+                RejectKind.MARGIN,
+                f"insufficient funds: conversion needs margin {extra.quantize(_PAISA)}, "
+                f"available {available.quantize(_PAISA)}",
+            )
+        self._portfolio.convert(instrument_id, old, new, side.sign * quantity)
+        self._revision += 1

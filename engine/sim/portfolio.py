@@ -96,3 +96,15 @@ class Portfolio:
             position = SimPosition.from_json(raw)
             portfolio.positions[(position.instrument, position.product)] = position
         return portfolio
+
+    def convert(self, instrument: InstrumentId, old: Product, new: Product, quantity: int) -> None:
+        """Move signed `quantity` from the `old` product's position to the `new` one's, at the old average price."""
+        source = self.positions[(instrument, old)]
+        average = source.average_price
+        source.quantity -= quantity
+        if source.quantity == 0:
+            source.average_price = ZERO
+        target = self.positions.get((instrument, new))
+        if target is None:
+            target = self.positions[(instrument, new)] = SimPosition(instrument, new)
+        target.apply(Side.BUY if quantity > 0 else Side.SELL, abs(quantity), average)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from datetime import UTC, datetime, time
-from decimal import Decimal
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -34,6 +33,7 @@ from engine.brokers.dumps import daily_dump
 from engine.brokers.http import BrokerHttp, json_error_text
 from engine.brokers.pacing import KITE_LIMITS
 from engine.brokers.session import IST, BrokerSession, next_expiry, token_from_redirect
+from engine.brokers.wire import decimal, ist_time, optional_decimal
 from engine.domain import InstrumentId, OrderType, Product, Side
 
 TOKEN_EXPIRY = time(6, 0)  # IST, the morning after login
@@ -49,19 +49,7 @@ def _is_token_error(response: httpx.Response) -> bool:
         return False
 
 
-def parse_time(value: str | None) -> datetime:
-    """Kite's "YYYY-MM-DD HH:MM:SS" timestamps are IST wall time."""
-    if not value:
-        return datetime.now(UTC)
-    return datetime.fromisoformat(value).replace(tzinfo=IST)
 
-
-def _dec(value: Any) -> Decimal:
-    return Decimal(str(value or 0))
-
-
-def _opt_dec(value: Any) -> Decimal | None:
-    return Decimal(str(value)) if value else None
 
 
 def _instrument(row: dict[str, Any]) -> InstrumentId:
@@ -111,7 +99,7 @@ class KiteAdapter:
             authed=False,
             data={"api_key": self._api_key, "request_token": request_token, "checksum": checksum},
         )
-        login_time = parse_time(data.get("login_time"))
+        login_time = ist_time(data.get("login_time"))
         session = BrokerSession(data["access_token"], data["user_id"], next_expiry(login_time, TOKEN_EXPIRY))
         self._session = session
         return session
@@ -174,8 +162,8 @@ class KiteAdapter:
                 side=Side(row["transaction_type"]),
                 product=Product(row["product"]),
                 quantity=int(row["quantity"]),
-                price=_dec(row["average_price"]),
-                filled_at=parse_time(row.get("fill_timestamp") or row.get("exchange_timestamp")),
+                price=decimal(row["average_price"]),
+                filled_at=ist_time(row.get("fill_timestamp") or row.get("exchange_timestamp")),
             )
             for row in await self._call("GET", "/trades", "other")
         ]
@@ -187,8 +175,8 @@ class KiteAdapter:
                 instrument=_instrument(row),
                 product=Product(row["product"]),
                 quantity=int(row["quantity"]),
-                average_price=_dec(row["average_price"]),
-                last_price=_dec(row["last_price"]),
+                average_price=decimal(row["average_price"]),
+                last_price=decimal(row["last_price"]),
             )
             for row in data["net"]
             if _supported(row)
@@ -199,16 +187,16 @@ class KiteAdapter:
             Holding(
                 instrument=_instrument(row),
                 quantity=int(row["quantity"]) + int(row.get("t1_quantity") or 0),
-                average_price=_dec(row["average_price"]),
-                last_price=_dec(row["last_price"]),
+                average_price=decimal(row["average_price"]),
+                last_price=decimal(row["last_price"]),
             )
             for row in await self._call("GET", "/portfolio/holdings", "other")
         ]
 
     async def funds(self) -> Funds:
         equity = await self._call("GET", "/user/margins/equity", "other")
-        available = _dec(equity["net"])
-        used = _dec(equity["utilised"]["debits"])
+        available = decimal(equity["net"])
+        used = decimal(equity["utilised"]["debits"])
         return Funds(available=available, used_margin=used, total=available + used)
 
     async def quotes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, Quote]:
@@ -222,13 +210,13 @@ class KiteAdapter:
                 continue
             depth = row.get("depth") or {}
             bids, asks = depth.get("buy") or [{}], depth.get("sell") or [{}]
-            last = _dec(row["last_price"])
+            last = decimal(row["last_price"])
             quotes[instrument] = Quote(
                 instrument=instrument,
                 last_price=last,
-                bid=_dec(bids[0].get("price")) or last,
-                ask=_dec(asks[0].get("price")) or last,
-                at=parse_time(row.get("timestamp")),
+                bid=decimal(bids[0].get("price")) or last,
+                ask=decimal(asks[0].get("price")) or last,
+                at=ist_time(row.get("timestamp")),
             )
         return quotes
 
@@ -276,9 +264,9 @@ def _order(row: dict[str, Any]) -> BrokerOrder:
         quantity=int(row["quantity"]),
         filled_quantity=int(row.get("filled_quantity") or 0),
         status=oms_status(str(row["status"])),
-        updated_at=parse_time(row.get("exchange_update_timestamp") or row.get("order_timestamp")),
-        price=_opt_dec(row.get("price")),
-        trigger_price=_opt_dec(row.get("trigger_price")),
-        average_price=_opt_dec(row.get("average_price")),
+        updated_at=ist_time(row.get("exchange_update_timestamp") or row.get("order_timestamp")),
+        price=optional_decimal(row.get("price")),
+        trigger_price=optional_decimal(row.get("trigger_price")),
+        average_price=optional_decimal(row.get("average_price")),
         status_message=row.get("status_message") or "",
     )

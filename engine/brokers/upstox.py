@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 from datetime import UTC, datetime, time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -35,6 +34,7 @@ from engine.brokers.dumps import daily_dump
 from engine.brokers.http import BrokerHttp, json_error_text
 from engine.brokers.pacing import UPSTOX_LIMITS
 from engine.brokers.session import IST, BrokerSession, next_expiry, token_from_redirect
+from engine.brokers.wire import decimal, ist_time, optional_decimal
 from engine.domain import Exchange, InstrumentId, OrderType, Product, Side
 from engine.instrument_master import InstrumentMaster
 
@@ -52,18 +52,7 @@ _EQUITY_SEGMENTS = frozenset({"NSE_EQ", "BSE_EQ"})
 _PRODUCT_CODES = {Product.MIS: "I", Product.CNC: "D", Product.NRML: "D"}
 
 
-def _dec(value: Any) -> Decimal:
-    return Decimal(str(value or 0))
 
-
-def _opt_dec(value: Any) -> Decimal | None:
-    return Decimal(str(value)) if value else None
-
-
-def _time(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
-    return datetime.fromisoformat(value).replace(tzinfo=IST)
 
 
 class UpstoxInstruments:
@@ -200,11 +189,11 @@ class UpstoxAdapter:
             "order_id": broker_order_id,
             "quantity": change.quantity if change.quantity is not None else int(current["quantity"]),
             "validity": current.get("validity") or "DAY",
-            "price": float(change.price if change.price is not None else _dec(current.get("price"))),
+            "price": float(change.price if change.price is not None else decimal(current.get("price"))),
             "order_type": order_type,
             "disclosed_quantity": int(current.get("disclosed_quantity") or 0),
             "trigger_price": float(
-                change.trigger_price if change.trigger_price is not None else _dec(current.get("trigger_price"))
+                change.trigger_price if change.trigger_price is not None else decimal(current.get("trigger_price"))
             ),
         }
         await self._call("PUT", "/v2/order/modify", "order", base=self._order_base, json=body)
@@ -235,10 +224,10 @@ class UpstoxAdapter:
                     quantity=int(row["quantity"]),
                     filled_quantity=int(row.get("filled_quantity") or 0),
                     status=oms_status(str(row["status"])),
-                    updated_at=_time(row.get("exchange_timestamp") or row.get("order_timestamp")),
-                    price=_opt_dec(row.get("price")),
-                    trigger_price=_opt_dec(row.get("trigger_price")),
-                    average_price=_opt_dec(row.get("average_price")),
+                    updated_at=ist_time(row.get("exchange_timestamp") or row.get("order_timestamp")),
+                    price=optional_decimal(row.get("price")),
+                    trigger_price=optional_decimal(row.get("trigger_price")),
+                    average_price=optional_decimal(row.get("average_price")),
                     status_message=row.get("status_message") or "",
                 )
             )
@@ -260,8 +249,8 @@ class UpstoxAdapter:
                     side=Side(row["transaction_type"]),
                     product=product,
                     quantity=int(row["quantity"]),
-                    price=_dec(row["average_price"]),
-                    filled_at=_time(row.get("exchange_timestamp") or row.get("order_timestamp")),
+                    price=decimal(row["average_price"]),
+                    filled_at=ist_time(row.get("exchange_timestamp") or row.get("order_timestamp")),
                 )
             )
         return result
@@ -279,8 +268,8 @@ class UpstoxAdapter:
                     instrument=instrument,
                     product=product,
                     quantity=int(row["quantity"]),
-                    average_price=_dec(row.get("average_price")),
-                    last_price=_dec(row.get("last_price")),
+                    average_price=decimal(row.get("average_price")),
+                    last_price=decimal(row.get("last_price")),
                 )
             )
         return result
@@ -296,8 +285,8 @@ class UpstoxAdapter:
                 Holding(
                     instrument=instrument,
                     quantity=int(row["quantity"]) + int(row.get("t1_quantity") or 0),
-                    average_price=_dec(row.get("average_price")),
-                    last_price=_dec(row.get("last_price")),
+                    average_price=decimal(row.get("average_price")),
+                    last_price=decimal(row.get("last_price")),
                 )
             )
         return result
@@ -305,8 +294,8 @@ class UpstoxAdapter:
     async def funds(self) -> Funds:
         data = await self._call("GET", "/v2/user/get-funds-and-margin", "other", params={"segment": "SEC"})
         equity = data["equity"]
-        available = _dec(equity["available_margin"])
-        used = _dec(equity["used_margin"])
+        available = decimal(equity["available_margin"])
+        used = decimal(equity["used_margin"])
         return Funds(available=available, used_margin=used, total=available + used)
 
     async def quotes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, Quote]:
@@ -320,7 +309,7 @@ class UpstoxAdapter:
         for row in data.values():
             instrument = mapping.id_of.get(row.get("instrument_token", ""))
             if instrument is not None:
-                last = _dec(row["last_price"])
+                last = decimal(row["last_price"])
                 quotes[instrument] = Quote(instrument, last, last, last, now)
         return quotes
 

@@ -25,11 +25,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from engine.brokers.pacing import KITE_LIMITS
 from engine.domain import Instrument, InstrumentId, Side
 from engine.sim import kite_wire as wire
 from engine.sim.exchange import SimExchange, SimRejected
 from engine.sim.http import REJECT_ERRORS, ErrorKind, Front, WireError, endpoint, open_endpoint
-from engine.sim.limits import KITE_LIMITS
 from engine.sim.records import SimOrder
 from engine.sim.sessions import IST
 from engine.sim.venue import SessionError, SimUser, SimVenue

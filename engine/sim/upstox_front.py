@@ -48,11 +48,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from engine.brokers.pacing import UPSTOX_LIMITS
 from engine.domain import InstrumentId, Product, Side
 from engine.sim.config import SimAppSettings
 from engine.sim.exchange import SimExchange
 from engine.sim.http import ErrorKind, Front, OpenHandler, UserHandler, endpoint, open_endpoint
-from engine.sim.limits import UPSTOX_LIMITS
 from engine.sim.records import SimOrder
 from engine.sim.upstox_wire import (
     DayFlow,

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
+from engine.brokers.pacing import RateLimits, Window
 from engine.brokers.paper import PaperBroker, write_atomically
 from engine.brokers.session import next_expiry
 from engine.instrument_master import InstrumentMaster
@@ -22,7 +23,6 @@ from engine.sim.clock import SimClock
 from engine.sim.config import SimAppSettings, SimSettings, SimUserSettings
 from engine.sim.exchange import SimExchange
 from engine.sim.faults import FaultPlan
-from engine.sim.limits import RateLimits, Window
 from engine.sim.prices import PricePath
 from engine.sim.records import SimOrder
 from engine.sim.sessions import TradingSessions

@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from functools import cached_property
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from engine.brokers.session import IST
-from engine.domain import Exchange
+from engine.domain.types import Exchange
 
 __all__ = ["IST", "SESSION_HOURS", "TradingSessions"]
+
+IST = ZoneInfo("Asia/Kolkata")
 
 # Normal-market hours per segment, IST.
 SESSION_HOURS: dict[Exchange, tuple[time, time]] = {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import ray
@@ -10,23 +12,32 @@ import ray
 from engine.account import AccountRuntime
 from engine.brokers.base import ModifyRequest
 from engine.brokers.factory import build_adapter, build_auto_login
-from engine.config import AccountSettings
-from engine.domain import Order, OrderRequest
-from engine.domain.accounts import AccountSnapshot
+from engine.brokers.pacing import OrderGate, order_windows
+from engine.config import AccountSettings, RoutingSettings
+from engine.domain import InstrumentId, Order, OrderRequest
+from engine.domain.accounts import AccountSnapshot, Submission
+from engine.routing import CircuitBreaker
 from engine.sim.config import MarketSettings
 from engine.store.database import create_pool
 from engine.store.orders import OrderStore
 from engine.store.sessions import SessionStore
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class AccountActor:
     """Order submission is never retried by Ray (max_task_retries=0): a retry could send twice."""
 
-    def __init__(self, account: AccountSettings, market: MarketSettings, data_dir: str, dsn: str) -> None:
+    def __init__(
+        self, account: AccountSettings, market: MarketSettings, routing: RoutingSettings, data_dir: str, dsn: str
+    ) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._account = account
         self._market = market
+        self._routing = routing
         self._data_dir = Path(data_dir)
         self._dsn = dsn
         self._runtime: AccountRuntime | None = None
@@ -36,6 +47,7 @@ class AccountActor:
             return
         pool = await create_pool(self._dsn, 4)
         adapter = build_adapter(self._account, self._market, self._data_dir)
+        pace = order_windows(self._account.orders_per_second, adapter.order_limits)
         runtime = AccountRuntime(
             self._account.id,
             self._account.broker_name,
@@ -44,6 +56,8 @@ class AccountActor:
             self._account.sync_interval_seconds,
             sessions=SessionStore(pool),
             auto_login=build_auto_login(self._account),
+            gate=OrderGate(self._account.id, pace, self._account.order_queue_limit, _utc_now),
+            breaker=CircuitBreaker(self._routing.circuit_failures, self._routing.circuit_reset_seconds),
         )
         await runtime.start()
         self._runtime = runtime
@@ -54,8 +68,11 @@ class AccountActor:
         assert self._runtime is not None
         return self._runtime
 
-    async def submit(self, request: OrderRequest) -> tuple[Order, bool]:
+    async def submit(self, request: OrderRequest) -> Submission:
         return await (await self._ready()).submit(request)
+
+    async def last_price(self, instrument: InstrumentId) -> Decimal | None:
+        return await (await self._ready()).last_price(instrument)
 
     async def cancel(self, order_id: str) -> Order:
         return await (await self._ready()).cancel(order_id)

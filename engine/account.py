@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from engine.brokers.base import (
     Ambiguous,
@@ -24,20 +25,26 @@ from engine.brokers.base import (
     BrokerTrade,
     ModifyRequest,
     PlaceRequest,
+    RateLimited,
     Rejected,
+    Unavailable,
 )
+from engine.brokers.pacing import OrderGate, order_windows
 from engine.brokers.session import LoginFlow
 from engine.domain import IllegalTransition, InstrumentId, Order, OrderRequest, OrderStatus
-from engine.domain.accounts import AccountSnapshot, AccountStatus
+from engine.domain.accounts import AccountSnapshot, AccountStatus, CircuitState, Submission
 from engine.domain.ids import new_order_id
-from engine.errors import FailedPrecondition, InvalidArgument, NotFound
+from engine.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceUnavailable
 from engine.order_sync import apply_broker_view, settled_status
+from engine.routing import CircuitBreaker
 from engine.store.orders import DuplicateFill, OrderStore
 from engine.store.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
 _EWMA = 0.2
+DEFAULT_ORDERS_PER_SECOND = 8
+DEFAULT_QUEUE_LIMIT = 100
 
 
 def _now() -> datetime:
@@ -61,8 +68,13 @@ class AccountRuntime:
         *,
         sessions: SessionStore | None = None,
         auto_login: Callable[[str], Awaitable[str]] | None = None,
+        gate: OrderGate | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
-        """`auto_login` turns a login URL into the broker's redirect URL without a person (simulators)."""
+        """`auto_login` turns a login URL into the broker's redirect URL without a person (simulators).
+
+        Without `gate`, orders go at the default 8 a second within the broker's caps.
+        """
         self.account = account
         self.broker = broker
         self._adapter = adapter
@@ -78,6 +90,11 @@ class AccountRuntime:
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._snapshot = AccountSnapshot(account, broker, AccountStatus.STARTING)
+        pace = order_windows(DEFAULT_ORDERS_PER_SECOND, adapter.order_limits)
+        self._gate = gate or OrderGate(account, pace, DEFAULT_QUEUE_LIMIT, _now)
+        self._breaker = breaker or CircuitBreaker()
+        self._error_rate = 0.0
+        self._rate_limited = 0
 
     async def start(self) -> None:
         self._live = {o.order_id: o for o in await self._store.live_orders(self.account)}
@@ -97,7 +114,14 @@ class AccountRuntime:
         await self._adapter.close()
 
     def snapshot(self) -> AccountSnapshot:
-        return replace(self._snapshot, open_orders=len(self._live))
+        return replace(
+            self._snapshot,
+            open_orders=len(self._live),
+            circuit=self._breaker.state,
+            error_rate=round(self._error_rate, 4),
+            queue_depth=self._gate.waiting,
+            rate_limited=self._rate_limited,
+        )
 
     # -- broker login -----------------------------------------------------------------------------
 
@@ -147,12 +171,22 @@ class AccountRuntime:
 
     # -- commands -------------------------------------------------------------------------------
 
-    async def submit(self, request: OrderRequest) -> tuple[Order, bool]:
-        """Place an order; returns (order, duplicate). A duplicate client_order_id sends nothing."""
+    async def submit(self, request: OrderRequest) -> Submission:
+        """Place an order. A repeated client_order_id sends nothing and returns the original, as a duplicate.
+
+        Refusals that happen before the intent is persisted (login needed, circuit open, queue full) raise;
+        after that every outcome is an order: in flight when the broker may have it, REJECTED otherwise.
+        """
         self._check_session_expiry()
         if self._snapshot.status is AccountStatus.LOGIN_REQUIRED:
             raise FailedPrecondition(
                 f"account {self.account} needs a broker login: run `trademaster accounts login {self.account}`"
+            )
+        if self._breaker.state is CircuitState.OPEN:
+            raise ServiceUnavailable(
+                f"account {self.account}: not sending to {self.broker}, its circuit is open after"
+                f" {self._breaker.consecutive_failures} failures in a row ({self._breaker.last_failure});"
+                f" next try in {self._breaker.retry_in():.0f} s"
             )
         now = _now()
         intent = Order(
@@ -169,16 +203,22 @@ class AccountRuntime:
             status=OrderStatus.SUBMITTED,
             created_at=now,
             updated_at=now,
+            parent_order_id=request.parent_order_id,
         )
-        order, events = await self._store.insert_new(intent)
-        if not events:
-            if not _same_order(order, request):
-                raise FailedPrecondition(
-                    f"client_order_id {request.client_order_id} was already used for a different order"
-                    f" ({order.order_id}); use a new id for a new order"
-                )
-            return order, True
-        self._live[order.order_id] = order
+        with self._gate.queued():
+            order, events = await self._store.insert_new(intent)
+            if not events:
+                if not _same_order(order, request):
+                    raise FailedPrecondition(
+                        f"client_order_id {request.client_order_id} was already used for a different order"
+                        f" ({order.order_id}); use a new id for a new order"
+                    )
+                return self._submission(order, duplicate=True)
+            self._live[order.order_id] = order
+            await self._gate.turn()
+        if not self._breaker.allow():
+            why = f"not sent: {self.broker}'s circuit opened while the order waited ({self._breaker.last_failure})"
+            return self._submission(await self._update(order.order_id, OrderStatus.REJECTED, status_message=why), True)
         started = time.perf_counter()
         try:
             broker_id = await self._adapter.place(
@@ -195,22 +235,40 @@ class AccountRuntime:
             )
         except Ambiguous as exc:
             # It may be at the broker: keep it in flight; the sync finds it by tag.
+            self._observe(exc)
             log.warning("order %s in flight after ambiguous submission: %s", order.order_id, exc)
-            return await self._update(order.order_id, status_message=f"in flight: {exc}"), False
+            return self._submission(await self._update(order.order_id, status_message=f"in flight: {exc}"))
         except BrokerError as exc:
+            self._observe(exc)
             self._note_broker_error(exc)
-            return await self._update(order.order_id, OrderStatus.REJECTED, status_message=str(exc)), False
+            unreached = isinstance(exc, Unavailable | RateLimited)
+            message = f"not sent: {exc}" if unreached else str(exc)
+            rejected = await self._update(order.order_id, OrderStatus.REJECTED, status_message=message)
+            return self._submission(rejected, unreached)
+        self._observe(None)
         self._note_ack((time.perf_counter() - started) * 1000)
         acked = await self._ack(order.order_id, broker_id)
         self._kick.set()
-        return acked, False
+        return self._submission(acked)
+
+    def _submission(self, order: Order, unreached: bool = False, duplicate: bool = False) -> Submission:
+        return Submission(order, duplicate=duplicate, unreached=unreached, circuit=self._breaker.state)
+
+    async def last_price(self, instrument: InstrumentId) -> Decimal | None:
+        """The broker's last traded price, for valuing a market order before it is routed."""
+        quotes = await self._adapter.quotes([instrument])
+        quote = quotes.get(instrument)
+        return quote.last_price if quote else None
 
     async def cancel(self, order_id: str) -> Order:
         order = await self._live_order(order_id)
         await self._update(order_id, OrderStatus.PENDING_CANCEL)
         try:
+            await self._paced()
             await self._adapter.cancel(order.broker_order_id or "")
+            self._observe(None)
         except BrokerError as exc:
+            self._observe(exc)
             self._note_broker_error(exc)
             await self._settle(order_id, f"cancel refused: {exc}")
             await self.sync()
@@ -226,8 +284,11 @@ class AccountRuntime:
             )
         await self._update(order_id, OrderStatus.PENDING_MODIFY)
         try:
+            await self._paced()
             await self._adapter.modify(order.broker_order_id or "", change)
+            self._observe(None)
         except BrokerError as exc:
+            self._observe(exc)
             self._note_broker_error(exc)
             await self._settle(order_id, f"modify refused: {exc}")
             await self.sync()
@@ -235,6 +296,11 @@ class AccountRuntime:
         await self._settle(order_id, "", change)
         await self.sync()
         return await self._current(order_id)
+
+    async def _paced(self) -> None:
+        """Wait for an order-category turn (cancels and modifications count against the broker's limit)."""
+        with self._gate.queued():
+            await self._gate.turn()
 
     # -- state changes (each persisted with its event before it is visible) -----------------------
 
@@ -305,8 +371,10 @@ class AccountRuntime:
 
     async def _sync_loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races the kick.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._kick.wait()
             self._kick.clear()
             await self.sync()
 
@@ -316,10 +384,13 @@ class AccountRuntime:
         if self._snapshot.status is AccountStatus.LOGIN_REQUIRED:
             return  # nothing to ask the broker until someone logs in
         async with self._sync_lock:
+            if not self._breaker.allow():
+                return  # open circuit: wait for the half-open trial
             try:
                 orders = await self._adapter.orders()
                 trades = await self._adapter.trades()
                 await self._fold(orders, trades)
+                funds_at = _now()
                 funds = await self._adapter.funds()
                 holdings = await self._adapter.holdings()
                 positions = await self._adapter.positions()
@@ -327,12 +398,15 @@ class AccountRuntime:
                 wanted |= {o.instrument for o in self._live.values()}
                 quotes = await self._adapter.quotes(sorted(wanted)) if wanted else {}
             except BrokerError as exc:
+                self._observe(exc)
                 self._note_broker_error(exc)
                 return
             except Exception as exc:  # a sync must never kill the account
+                self._observe(exc)
                 log.exception("sync of %s failed", self.account)
                 self._note_broker_error(exc)
                 return
+            self._observe(None)
             marks: dict[InstrumentId, object] = {p.instrument: p.last_price for p in positions}
             marks.update({h.instrument: h.last_price for h in holdings})
             marks.update({i: q.last_price for i, q in quotes.items()})
@@ -343,7 +417,9 @@ class AccountRuntime:
                 last_error="",
                 consecutive_errors=0,
                 funds=funds,
+                funds_at=funds_at,
                 holdings=tuple(holdings),
+                positions=tuple(positions),
                 marks=marks,  # type: ignore[arg-type]
             )
 
@@ -381,6 +457,17 @@ class AccountRuntime:
             self._live.pop(order_id, None)
         else:
             self._live[order_id] = stored
+
+    def _observe(self, exc: BaseException | None) -> None:
+        """Feed one broker outcome to the circuit breaker and the failure rate routing reads."""
+        if isinstance(exc, Unavailable | Ambiguous):
+            self._breaker.record_failure(f"{type(exc).__name__}: {exc}")
+        else:
+            self._breaker.record_success()  # the broker answered, even if to refuse
+        if isinstance(exc, RateLimited):
+            self._rate_limited += 1
+            log.error("account %s: %s answered 429 despite pacing: %s", self.account, self.broker, exc)
+        self._error_rate += _EWMA * ((exc is not None) - self._error_rate)
 
     def _note_ack(self, millis: float) -> None:
         previous = self._snapshot.ack_latency_ms

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from engine.brokers.pacing import SEBI_ORDERS_PER_SECOND
+from engine.routing import RoutingMode, RoutingWeights
 from engine.settings_base import StrictModel, describe_errors
 from engine.sim.config import BookSettings, MarketSettings
 
@@ -76,12 +78,31 @@ class ConnectionSettings(StrictModel):
         return os.environ.get(self.api_secret_env, "") if self.api_secret_env else self.api_secret
 
 
+class RoutingSettings(StrictModel):
+    mode: RoutingMode = Field(
+        RoutingMode.STANDARD,
+        description="standard: orders go to the named or default account; orchestrator: the daemon picks",
+    )
+    weights: RoutingWeights = Field(default_factory=RoutingWeights)
+    circuit_failures: int = Field(5, ge=1, le=100, description="consecutive broker failures that open a circuit")
+    circuit_reset_seconds: float = Field(10.0, ge=0.1, le=3600, description="how long a circuit stays open")
+
+
+_NAME_RULE = "1-40 characters of letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
 class AccountSettings(StrictModel):
     id: str
     broker: Literal["paper", "kite", "upstox"] = "paper"
     label: str = ""
     venue: str = Field("paper", description="paper accounts: the broker it imitates, shown as its broker")
     default: bool = False
+    groups: list[str] = Field(default_factory=list, description="account groups it belongs to, e.g. family")
+    routing_preference: float = Field(1.0, ge=0, le=1, description="the user's liking for this account in routing")
+    orders_per_second: int = Field(
+        8, ge=0, le=SEBI_ORDERS_PER_SECOND, description="order pace (SEBI: at most 10); 0 only for paper accounts"
+    )
+    order_queue_limit: int = Field(100, ge=1, le=10_000, description="orders that may wait for their pacing turn")
     sync_interval_seconds: float = Field(1.0, ge=0.05, le=60)
     paper: BookSettings = Field(default_factory=BookSettings)
     connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
@@ -90,13 +111,23 @@ class AccountSettings(StrictModel):
     @classmethod
     def _id_shape(cls, value: str) -> str:
         if not _ACCOUNT_ID.match(value):
-            raise ValueError("1-40 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
+            raise ValueError(_NAME_RULE)
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _group_shape(cls, value: list[str]) -> list[str]:
+        bad = [g for g in value if not _ACCOUNT_ID.match(g)]
+        if bad:
+            raise ValueError(f"group {bad[0]!r}: {_NAME_RULE}")
         return value
 
     @model_validator(mode="after")
     def _connection_complete(self) -> AccountSettings:
         if self.broker == "paper":
             return self
+        if self.orders_per_second == 0:
+            raise ValueError(f"account {self.id}: orders_per_second must be 1-10 for a broker account")
         if not self.connection.api_key:
             raise ValueError(f"account {self.id}: connection.api_key is required for broker {self.broker}")
         if not self.connection.secret():
@@ -126,6 +157,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     paper: MarketSettings = Field(default_factory=MarketSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     accounts: list[AccountSettings] = Field(
         default_factory=list, description="empty: the demo, three accounts at two simulated brokers"
     )
@@ -151,6 +183,14 @@ class Settings(BaseSettings):
         if sum(a.default for a in self.accounts) > 1:
             raise ValueError("accounts: more than one account has default = true")
         return self
+
+    def groups(self) -> dict[str, list[str]]:
+        """Each group's accounts, in config order."""
+        found: dict[str, list[str]] = {}
+        for account in self.accounts:
+            for group in account.groups:
+                found.setdefault(group, []).append(account.id)
+        return found
 
     @property
     def default_account(self) -> str | None:

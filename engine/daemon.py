@@ -21,6 +21,7 @@ from actors.account import AccountActor
 from actors.ledger import LedgerActor
 from engine.api.events import EventHub
 from engine.api.gateway import AccountHandle, Gateway
+from engine.api.placement import Placement
 from engine.api.server import build_server, mark_serving
 from engine.config import Settings
 from engine.demo import demo_accounts, demo_simulators
@@ -29,6 +30,7 @@ from engine.sim.launcher import SimProcess
 from engine.store.database import EmbeddedPostgres, create_pool
 from engine.store.migrate import migrate
 from engine.store.orders import OrderStore
+from engine.store.routed import RoutedOrderStore
 
 log = logging.getLogger("trademaster")
 
@@ -72,7 +74,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
     handles = []
     for account in settings.accounts:
         actor = AccountActor.options(name=f"account:{account.id}").remote(
-            account, settings.paper, str(settings.data_dir), dsn
+            account, settings.paper, settings.routing, str(settings.data_dir), dsn
         )
         res.actors.append(actor)
         handles.append(AccountHandle(account, actor))
@@ -83,7 +85,9 @@ async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
     hub = EventHub(store, dsn)
     await gateway.start()
     await hub.start()
-    server, health = build_server(gateway, hub, settings.server.listen)
+    routed = RoutedOrderStore(pool)
+    placement = Placement(gateway, routed, settings.routing, settings.groups())
+    server, health = build_server(gateway, hub, placement, routed, settings.server.listen)
     await server.start()
     await mark_serving(health)
     if settings.server.metrics_listen:

@@ -22,3 +22,11 @@ class NotFound(ApiError):
 
 class FailedPrecondition(ApiError):
     pass
+
+
+class ServiceUnavailable(ApiError):
+    """Nothing was done; the same request may succeed later (an account's broker is unreachable)."""
+
+
+class ResourceExhausted(ApiError):
+    """Too much at once: a queue or a rate limit is full; nothing was done."""

@@ -21,6 +21,7 @@ from clients.cli import render
 from clients.python import DEFAULT_SERVER, Client
 from engine.api import convert
 from engine.domain import OrderStatus, OrderType, Product, Side
+from engine.routing import RoutingMode
 from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2
 
 app = typer.Typer(help="TradeMaster Orchestrator: many broker accounts, one trading book.", no_args_is_help=True)
@@ -28,6 +29,10 @@ order_app = typer.Typer(help="Place, change and inspect orders.", no_args_is_hel
 app.add_typer(order_app, name="order")
 
 F = TypeVar("F", bound=Callable[..., object])
+_MODES = {
+    RoutingMode.STANDARD: orders_pb2.ROUTING_MODE_STANDARD,
+    RoutingMode.ORCHESTRATOR: orders_pb2.ROUTING_MODE_ORCHESTRATOR,
+}
 
 ServerOpt = Annotated[str, typer.Option("--server", envvar="TRADEMASTER_ADDRESS", help="Daemon address HOST:PORT.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API response as JSON.")]
@@ -142,7 +147,14 @@ def order_place(
     instrument: Annotated[str, typer.Argument(help="EXCHANGE:SYMBOL, e.g. NSE:INFY.")],
     side: Annotated[Side, typer.Argument(case_sensitive=False)],
     quantity: Annotated[int, typer.Argument()],
-    account: Annotated[str, typer.Option(help="Account id; default: the configured default account.")] = "",
+    account: Annotated[
+        str, typer.Option(help="Account id; it always wins. Default: the default account, or routing.")
+    ] = "",
+    group: Annotated[str, typer.Option(help="Route among this account group only (orchestrator mode).")] = "",
+    mode: Annotated[
+        RoutingMode | None, typer.Option(case_sensitive=False, help="Routing mode; default: the daemon's routing.mode setting.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show where the order would go; place nothing.")] = False,
     product: Annotated[Product, typer.Option(case_sensitive=False)] = Product.CNC,
     order_type: Annotated[OrderType, typer.Option("--type", case_sensitive=False)] = OrderType.MARKET,
     price: Annotated[str, typer.Option(help="Limit price (LIMIT, SL).")] = "",
@@ -153,7 +165,7 @@ def order_place(
     server: ServerOpt = DEFAULT_SERVER,
     json: JsonOpt = False,
 ) -> None:
-    """Place an order."""
+    """Place an order, or with --dry-run show the routing decision without placing it."""
     request = orders_pb2.PlaceOrderRequest(
         client_order_id=client_order_id or f"cli-{uuid.uuid4().hex[:20]}",
         account=account,
@@ -164,13 +176,22 @@ def order_place(
         order_type=convert.order_type_to_proto(order_type),
         price=price,
         trigger_price=trigger_price,
+        group=group,
+        mode=_MODES[mode] if mode else orders_pb2.ROUTING_MODE_UNSPECIFIED,
     )
     with Client(server) as client:
+        if dry_run:
+            preview = client.orders.PreviewRoute(request)
+            typer.echo(render.as_json(preview)) if json else render.route(preview)
+            return
         reply = client.orders.PlaceOrder(request)
     if json:
         typer.echo(render.as_json(reply))
-    else:
-        render.orders([reply.order], "Order (duplicate: nothing sent)" if reply.duplicate else "Order placed")
+        return
+    render.route(reply.route)
+    render.orders([reply.order], "Order (duplicate: nothing sent)" if reply.duplicate else "Order placed")
+    if reply.legs:
+        render.orders(reply.legs, "Legs")
 
 
 @order_app.command("cancel")

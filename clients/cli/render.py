@@ -129,3 +129,26 @@ def portfolio(book: portfolio_pb2.Portfolio) -> None:
             account_rows,
         )
     )
+
+
+def route(decision: orders_pb2.RouteDecision) -> None:
+    """The routing decision: its one-line reason, then every candidate's scores."""
+    console.print(f"[bold]Route:[/bold] {decision.reason}", highlight=False, soft_wrap=True)
+    if not decision.candidates:
+        return
+    rows = (
+        [
+            c.account,
+            c.broker,
+            str(c.quantity or "-"),
+            str(c.capacity),
+            c.fee or "-",
+            *(f"{v:.3f}" for v in (c.score, c.margin_score, c.health_score, c.latency_score, c.fee_score,
+                                   c.preference_score)),
+            c.excluded,
+        ]
+        for c in decision.candidates
+    )  # fmt: skip
+    headers = ["account", "broker", "gets", "capacity", "fee ₹", "score", "margin", "health", "latency", "fees",
+               "pref", "excluded because"]  # fmt: skip
+    console.print(table("Candidates", headers, rows))

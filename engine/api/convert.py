@@ -13,6 +13,7 @@ from engine.domain import Fill, Order, OrderEvent, OrderStatus, OrderType, Produ
 from engine.domain.accounts import AccountSnapshot
 from engine.ledger import ConsolidatedPosition, MarkedPosition
 from engine.portfolio import AccountBook, HoldingView, PortfolioView
+from engine.routing import CandidateReport, RouteDecision, RoutingMode, slices
 from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2
 
 E = TypeVar("E", bound=StrEnum)
@@ -96,6 +97,45 @@ def order_to_proto(order: Order, broker: str) -> orders_pb2.Order:
         status_message=order.status_message,
         created_at=timestamp(order.created_at),
         updated_at=timestamp(order.updated_at),
+        parent_order_id=order.parent_order_id or "",
+    )
+
+
+_ROUTING_MODES = {
+    RoutingMode.STANDARD: orders_pb2.ROUTING_MODE_STANDARD,
+    RoutingMode.ORCHESTRATOR: orders_pb2.ROUTING_MODE_ORCHESTRATOR,
+}
+
+
+def route_to_proto(decision: RouteDecision, freeze_quantity: int, lot_size: int) -> orders_pb2.RouteDecision:
+    return orders_pb2.RouteDecision(
+        mode=_ROUTING_MODES[decision.mode],
+        reason=decision.reason,
+        legs=[
+            orders_pb2.RouteLeg(
+                account=leg.account, quantity=leg.quantity, slices=slices(leg.quantity, freeze_quantity, lot_size)
+            )
+            for leg in decision.legs
+        ],
+        candidates=[_candidate_to_proto(c) for c in decision.candidates],
+    )
+
+
+def _candidate_to_proto(c: CandidateReport) -> orders_pb2.RouteCandidate:
+    scores = c.scores
+    return orders_pb2.RouteCandidate(
+        account=c.account,
+        broker=c.broker,
+        capacity=c.capacity,
+        excluded=c.excluded,
+        fee=money(c.fee) if c.fee is not None else "",
+        score=scores.total if scores else 0.0,
+        margin_score=scores.margin if scores else 0.0,
+        health_score=scores.health if scores else 0.0,
+        latency_score=scores.latency if scores else 0.0,
+        fee_score=scores.fees if scores else 0.0,
+        preference_score=scores.preference if scores else 0.0,
+        quantity=c.quantity,
     )
 
 

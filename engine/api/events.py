@@ -62,8 +62,9 @@ class EventHub:
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self._dsn)
                     await conn.add_listener(EVENT_CHANNEL, lambda *_: self._wake.set())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), _POLL_SECONDS)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout never swallows a racing cancel
+                    async with asyncio.timeout(_POLL_SECONDS):
+                        await self._wake.wait()
                 self._wake.clear()
                 await self._drain()
             except asyncio.CancelledError:

@@ -11,14 +11,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from engine.api.metrics import ACTOR_CALL
+import ray.exceptions
+
+from engine.api.metrics import ACTOR_CALL, BROKER_429, CIRCUIT_STATE, ORDER_QUEUE
 from engine.config import AccountSettings
 from engine.domain import Instrument, InstrumentId
-from engine.domain.accounts import AccountSnapshot, AccountStatus
-from engine.errors import InvalidArgument, NotFound
+from engine.domain.accounts import AccountSnapshot, AccountStatus, CircuitState, Submission
+from engine.errors import ApiError, InvalidArgument, NotFound
 from engine.instrument_master import InstrumentMaster
 from engine.ledger import PositionState
 from engine.portfolio import PortfolioView, build_portfolio
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SNAPSHOT_SECONDS = 1.0
+_CIRCUIT_GAUGE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 
 
 @dataclass(frozen=True)
@@ -57,10 +60,14 @@ class Gateway:
         self._task: asyncio.Task[None] | None = None
 
     async def call(self, actor: str, method: str, ref: Awaitable[T]) -> T:
-        """Await an actor call, timing it."""
+        """Await an actor call, timing it; an ApiError the actor raised is re-raised as itself."""
         started = time.perf_counter()
         try:
             return await ref
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, ApiError):
+                raise exc.cause from None
+            raise
         finally:
             ACTOR_CALL.labels(actor, method).observe(time.perf_counter() - started)
 
@@ -90,6 +97,18 @@ class Gateway:
     def snapshot(self, account_id: str) -> AccountSnapshot:
         return self._snapshots[account_id]
 
+    def note_submission(self, account_id: str, sent: Submission) -> None:
+        """Take the circuit state a submission reports at once, not at the next snapshot."""
+        snap = self._snapshots[account_id]
+        if snap.circuit is not sent.circuit:
+            self._publish(replace(snap, circuit=sent.circuit))
+
+    def _publish(self, snap: AccountSnapshot) -> None:
+        self._snapshots[snap.account] = snap
+        CIRCUIT_STATE.labels(snap.account).set(_CIRCUIT_GAUGE[snap.circuit])
+        ORDER_QUEUE.labels(snap.account).set(snap.queue_depth)
+        BROKER_429.labels(snap.account).set(snap.rate_limited)
+
     async def refresh_snapshots(self) -> None:
         names = list(self.accounts)
         results = await asyncio.gather(
@@ -98,7 +117,7 @@ class Gateway:
         )
         for name, result in zip(names, results, strict=True):
             if isinstance(result, AccountSnapshot):
-                self._snapshots[name] = result
+                self._publish(result)
             else:
                 log.warning("snapshot of %s failed: %s", name, result)
 

@@ -15,7 +15,14 @@ import grpc
 import ray.exceptions
 
 from engine.api.metrics import OPEN_STREAMS, RPC_LATENCY
-from engine.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound
+from engine.errors import (
+    ApiError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServiceUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +30,8 @@ _CODES: dict[type[ApiError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 

@@ -14,3 +14,11 @@ ACTOR_CALL = Histogram(
 )  # fmt: skip
 OPEN_STREAMS = Gauge("trademaster_open_streams", "Server streams currently open", ["method"])
 EVENTS_PUBLISHED = Counter("trademaster_order_events_total", "Order events read from the event log")
+ROUTED_LEGS = Counter(
+    "trademaster_routed_orders_total", "Orders sent to each account, by routing mode", ["account", "mode"]
+)
+CIRCUIT_STATE = Gauge("trademaster_circuit_state", "Each account's circuit: 0 closed, 1 half-open, 2 open", ["account"])
+ORDER_QUEUE = Gauge("trademaster_order_queue_depth", "Orders waiting for their pacing turn", ["account"])
+BROKER_429 = Gauge(
+    "trademaster_broker_rate_limited_total", "429 answers an account received since it started (expect 0)", ["account"]
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -10,8 +11,12 @@ from engine.api import convert, validation
 from engine.api.events import EventHub
 from engine.api.gateway import Gateway
 from engine.api.metrics import ORDERS
-from engine.domain import Order
-from engine.errors import InvalidArgument, NotFound
+from engine.api.placement import Placement
+from engine.domain import InstrumentId, Order
+from engine.domain.routed import RoutedOrder, aggregate
+from engine.errors import FailedPrecondition, InvalidArgument, NotFound
+from engine.routing import RouteDecision
+from engine.store.routed import RoutedOrderStore
 from trademaster.v1 import orders_pb2, orders_pb2_grpc
 
 _DEFAULT_LIMIT = 500
@@ -19,29 +24,49 @@ _MAX_LIMIT = 5000
 
 
 class OrderService(orders_pb2_grpc.OrderServiceServicer):
-    def __init__(self, gateway: Gateway, hub: EventHub) -> None:
+    def __init__(self, gateway: Gateway, hub: EventHub, placement: Placement, routed: RoutedOrderStore) -> None:
         self._gw = gateway
         self._hub = hub
+        self._placement = placement
+        self._routed = routed
 
     def _proto(self, order: Order) -> orders_pb2.Order:
         return convert.order_to_proto(order, self._gw.broker_of(order.account))
 
+    def _route_proto(self, decision: RouteDecision, instrument: InstrumentId) -> orders_pb2.RouteDecision:
+        found = self._gw.lookup(instrument)
+        assert found is not None, "a decided order's instrument is always known"
+        return convert.route_to_proto(decision, found.freeze_quantity, found.lot_size)
+
     async def PlaceOrder(
         self, request: orders_pb2.PlaceOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.PlaceOrderResponse:
-        handle = self._gw.account("account", validation.text("account", request.account))
         try:
-            order_request = validation.place_request(request, handle.settings.id, self._gw.lookup)
+            placed = await self._placement.place(request)
         except InvalidArgument:
-            ORDERS.labels(handle.settings.id, "invalid").inc()
+            ORDERS.labels(request.account or "-", "invalid").inc()
             raise
-        order, duplicate = await self._gw.call("account", "submit", handle.actor.submit.remote(order_request))
-        ORDERS.labels(order.account, "duplicate" if duplicate else order.status.value.lower()).inc()
-        return orders_pb2.PlaceOrderResponse(order=self._proto(order), duplicate=duplicate)
+        order = placed.order
+        ORDERS.labels(order.account or "-", "duplicate" if placed.duplicate else order.status.value.lower()).inc()
+        return orders_pb2.PlaceOrderResponse(
+            order=self._proto(order),
+            duplicate=placed.duplicate,
+            route=self._route_proto(placed.decision, order.instrument),
+            legs=[self._proto(leg) for leg in placed.legs],
+        )
+
+    async def PreviewRoute(
+        self, request: orders_pb2.PlaceOrderRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.RouteDecision:
+        plan = await self._placement.plan(request)
+        return self._route_proto(plan.decision, plan.request.instrument)
+
+    async def _routed_view(self, parent: RoutedOrder | None) -> Order | None:
+        return aggregate(parent, await self._gw.store.legs(parent.order_id)) if parent else None
 
     async def _owned(self, order_id: str) -> Order:
         validation.text("order_id", order_id, required=True)
-        order = await self._gw.store.get(order_id)
+        order = await self._gw.store.get(order_id) or await self._routed_view(await self._routed.get(order_id))
         if order is None:
             raise NotFound(f"order {order_id} not found")
         return order
@@ -49,14 +74,36 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
     async def CancelOrder(
         self, request: orders_pb2.CancelOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.Order:
-        order = await self._owned(request.order_id)
+        order_id = validation.text("order_id", request.order_id, required=True)
+        order = await self._gw.store.get(order_id)
+        if order is None:
+            return self._proto(await self._cancel_legs(await self._owned(order_id)))
         actor = self._gw.require_account(order.account).actor
         return self._proto(await self._gw.call("account", "cancel", actor.cancel.remote(order.order_id)))
+
+    async def _cancel_legs(self, parent: Order) -> Order:
+        """Cancel a routed order: every leg still working, at once; the parent's view afterwards."""
+        live = [leg for leg in await self._gw.store.legs(parent.order_id) if not leg.is_terminal]
+        outcomes = await asyncio.gather(
+            *(
+                self._gw.call(
+                    "account", "cancel", self._gw.require_account(leg.account).actor.cancel.remote(leg.order_id)
+                )
+                for leg in live
+            ),
+            return_exceptions=True,
+        )
+        refused = [f"{leg.order_id}: {o}" for leg, o in zip(live, outcomes, strict=True) if isinstance(o, Exception)]
+        if refused:
+            raise FailedPrecondition(f"some legs of {parent.order_id} could not be cancelled: {'; '.join(refused)}")
+        return await self._owned(parent.order_id)
 
     async def ModifyOrder(
         self, request: orders_pb2.ModifyOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.Order:
         order = await self._owned(request.order_id)
+        if await self._routed.get(order.order_id) is not None:
+            raise FailedPrecondition(f"{order.order_id} is a routed order: modify its legs one by one")
         found = self._gw.lookup(order.instrument)
         assert found is not None, "an accepted order's instrument is always known"
         change = validation.modify_request(request, order.order_type, found)
@@ -69,8 +116,10 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
     ) -> orders_pb2.Order:
         key = request.WhichOneof("key")
         if key == "client_order_id":
-            value = validation.text("client_order_id", request.client_order_id, required=True)
-            order = await self._gw.store.get_by_client_id(value)
+            value = validation.text("client_order_id", request.client_order_id, required=True, limit=80)
+            order = await self._gw.store.get_by_client_id(value) or await self._routed_view(
+                await self._routed.get_by_client_id(value)
+            )
             if order is None:
                 raise NotFound(f"no order with client_order_id {value}")
             return self._proto(order)

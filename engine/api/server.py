@@ -11,7 +11,9 @@ from engine.api.events import EventHub
 from engine.api.gateway import Gateway
 from engine.api.interceptors import ErrorAndMetricsInterceptor
 from engine.api.orders import OrderService
+from engine.api.placement import Placement
 from engine.api.portfolio import PortfolioService
+from engine.store.routed import RoutedOrderStore
 from trademaster.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -30,7 +32,9 @@ SERVICE_NAMES = (
 )
 
 
-def build_server(gateway: Gateway, hub: EventHub, listen: str) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+def build_server(
+    gateway: Gateway, hub: EventHub, placement: Placement, routed: RoutedOrderStore, listen: str
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     server = grpc.aio.server(
         interceptors=[ErrorAndMetricsInterceptor()],
         options=[
@@ -38,7 +42,7 @@ def build_server(gateway: Gateway, hub: EventHub, listen: str) -> tuple[grpc.aio
             ("grpc.so_reuseport", 0),
         ],
     )
-    orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderService(gateway, hub), server)
+    orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderService(gateway, hub, placement, routed), server)
     portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server(PortfolioService(gateway), server)
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(gateway), server)
     health_servicer = health.aio.HealthServicer()

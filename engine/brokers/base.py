@@ -8,12 +8,14 @@ Ambiguous one may have reached it and must be reconciled by tag, never re-sent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
+from engine.brokers.pacing import Window
 from engine.domain import InstrumentId, OrderType, Product, Side
 
 
@@ -162,6 +164,7 @@ class BrokerAdapter(Protocol):
     """What the AccountActor needs from a broker. Every method may raise a BrokerError."""
 
     name: str
+    order_limits: Sequence[Window]  # the broker's published order windows; the account's OrderGate keeps inside
 
     async def place(self, request: PlaceRequest) -> str:
         """Send a new order; return the broker's order id."""

@@ -11,11 +11,11 @@ from engine.brokers.kite import KiteAdapter
 from engine.brokers.paper import PaperBroker
 from engine.brokers.upstox import UpstoxAdapter
 from engine.config import AccountSettings
+from engine.domain.sessions import TradingSessions
 from engine.instrument_master import InstrumentMaster
 from engine.sim.autologin import form_login
 from engine.sim.config import MarketSettings
 from engine.sim.prices import PricePath
-from engine.sim.sessions import TradingSessions
 
 KITE_API = "https://api.kite.trade"
 KITE_LOGIN = "https://kite.zerodha.com/connect/login"

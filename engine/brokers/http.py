@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from engine.brokers.base import Ambiguous, AuthExpired, BrokerError, RateLimited, Rejected, Unavailable
-from engine.brokers.pacing import Pacer, Window, cautious
+from engine.brokers.pacing import ORDERS, Pacer, Window, cautious
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
@@ -41,7 +41,8 @@ class BrokerHttp:
     ) -> None:
         self.broker = broker
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
-        self._pacer = Pacer(cautious(limits), _utc_now)
+        # Orders are paced by the account's OrderGate, at the account's configured rate.
+        self._pacer = Pacer(cautious({k: v for k, v in limits.items() if k != ORDERS}), _utc_now)
         self._error_text = error_text
         self._is_auth_error = is_auth_error
 

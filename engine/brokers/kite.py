@@ -31,7 +31,7 @@ from engine.brokers.base import (
 )
 from engine.brokers.dumps import daily_dump
 from engine.brokers.http import BrokerHttp, json_error_text
-from engine.brokers.pacing import KITE_LIMITS
+from engine.brokers.pacing import KITE_LIMITS, ORDERS
 from engine.brokers.session import IST, BrokerSession, next_expiry, token_from_redirect
 from engine.brokers.wire import decimal, ist_time, optional_decimal
 from engine.domain import InstrumentId, OrderType, Product, Side
@@ -69,6 +69,7 @@ class KiteAdapter:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
+        self.order_limits = KITE_LIMITS[ORDERS]
         self._api_key = api_key
         self._api_secret = api_secret
         self._base = base_url.rstrip("/")

@@ -1,14 +1,22 @@
 """Brokers' request limits as sliding windows: the simulators enforce them, the adapters stay under them.
 
 Limits are per user (account) and category (orders, quotes, everything else), as brokers count them.
+Orders are paced by the account's OrderGate rather than inside the adapter, because their pace is the
+account's setting (SEBI: at most 10 a second without exchange approval) and their queue is bounded.
+
+Sliding windows rather than a token bucket: a bucket of N tokens refilled at N a second lets 2N
+requests through in some one-second window, which is exactly what a broker counting per second refuses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+
+from engine.errors import ResourceExhausted
 
 Window = tuple[int, float]  # at most `count` requests per `seconds`
 
@@ -22,6 +30,9 @@ UPSTOX_LIMITS: dict[str, Sequence[Window]] = {
     "quote": ((50, 1),),
     "other": ((50, 1),),
 }
+ORDERS = "order"
+SEBI_ORDERS_PER_SECOND = 10  # above this an algo needs exchange registration
+_SLACK = 0.05  # seconds added to each window, so network jitter never lands a request inside the broker's
 
 
 class RateLimits:
@@ -59,8 +70,47 @@ class Pacer:
             await asyncio.sleep(wait)
 
 
+class OrderQueueFull(ResourceExhausted):
+    pass
+
+
+class OrderGate:
+    """An account's order pacing with a bounded queue of orders waiting for their turn, served in order."""
+
+    def __init__(self, account: str, windows: Sequence[Window], max_queue: int, clock: Callable[[], datetime]) -> None:
+        self.account = account
+        self.max_queue = max_queue
+        self.waiting = 0
+        self._pacer = Pacer({ORDERS: windows}, clock)
+        self._fifo = asyncio.Lock()  # asyncio.Lock wakes waiters first come, first served
+
+    @contextlib.contextmanager
+    def queued(self) -> Iterator[None]:
+        """Hold a place in the queue, or raise OrderQueueFull at once (before anything is persisted)."""
+        if self.waiting >= self.max_queue:
+            raise OrderQueueFull(
+                f"account {self.account}: {self.waiting} orders are already waiting for their pacing turn"
+                f" (order_queue_limit {self.max_queue}); slow down or spread orders over more accounts"
+            )
+        self.waiting += 1
+        try:
+            yield
+        finally:
+            self.waiting -= 1
+
+    async def turn(self) -> None:
+        async with self._fifo:
+            await self._pacer.acquire(ORDERS)
+
+
+def order_windows(per_second: int, broker_limits: Sequence[Window]) -> list[Window]:
+    """The account's own rate per second (0: unpaced) plus the broker's longer caps, kept inside both."""
+    own = [(per_second, 1 + _SLACK)] if per_second else []
+    return own + cautious({ORDERS: [w for w in broker_limits if w[1] > 1]})[ORDERS]
+
+
 def cautious(
-    limits: Mapping[str, Sequence[Window]], share: float = 0.8, slack: float = 0.05
+    limits: Mapping[str, Sequence[Window]], share: float = 0.8, slack: float = _SLACK
 ) -> dict[str, list[Window]]:
     """Client-side windows a little inside the broker's: network jitter must not turn into 429s."""
     return {

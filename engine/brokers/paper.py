@@ -29,11 +29,12 @@ from engine.brokers.base import (
     PlaceRequest,
     Quote,
 )
+from engine.brokers.pacing import Window
 from engine.domain import InstrumentId
+from engine.domain.sessions import TradingSessions
 from engine.instrument_master import InstrumentMaster
 from engine.sim.exchange import SimExchange, utc_now
 from engine.sim.prices import PricePath
-from engine.sim.sessions import TradingSessions
 
 _NO_HOLDINGS: Mapping[InstrumentId, tuple[int, Decimal]] = MappingProxyType({})
 
@@ -45,6 +46,7 @@ class PaperBroker:
 
     def __init__(self, name: str, exchange: SimExchange, state_path: Path | None = None) -> None:
         self.name = name
+        self.order_limits: tuple[Window, ...] = ()  # no broker behind it; the account's own rate still applies
         self.exchange = exchange
         self.state_path = state_path
         self._saved_revision: int | None = None

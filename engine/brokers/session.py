@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo
 
-IST = ZoneInfo("Asia/Kolkata")
+from engine.domain.sessions import IST
 
 
 @dataclass(frozen=True, slots=True)

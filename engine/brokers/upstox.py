@@ -32,7 +32,7 @@ from engine.brokers.base import (
 )
 from engine.brokers.dumps import daily_dump
 from engine.brokers.http import BrokerHttp, json_error_text
-from engine.brokers.pacing import UPSTOX_LIMITS
+from engine.brokers.pacing import ORDERS, UPSTOX_LIMITS
 from engine.brokers.session import IST, BrokerSession, next_expiry, token_from_redirect
 from engine.brokers.wire import decimal, ist_time, optional_decimal
 from engine.domain import Exchange, InstrumentId, OrderType, Product, Side
@@ -113,6 +113,7 @@ class UpstoxAdapter:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
+        self.order_limits = UPSTOX_LIMITS[ORDERS]
         self._api_key = api_key
         self._api_secret = api_secret
         self._redirect_url = redirect_url

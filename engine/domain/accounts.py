@@ -7,8 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from engine.brokers.base import Funds, Holding
+from engine.brokers.base import BrokerPosition, Funds, Holding
 from engine.domain.instruments import InstrumentId
+from engine.domain.orders import Order
 
 
 class AccountStatus(StrEnum):
@@ -16,6 +17,14 @@ class AccountStatus(StrEnum):
     ACTIVE = "ACTIVE"
     LOGIN_REQUIRED = "LOGIN_REQUIRED"
     DEGRADED = "DEGRADED"
+
+
+class CircuitState(StrEnum):
+    """The account's circuit breaker (engine.routing.circuit): OPEN means nothing is sent to its broker."""
+
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +38,22 @@ class AccountSnapshot:
     ack_latency_ms: float = 0.0
     open_orders: int = 0
     funds: Funds | None = None
+    funds_at: datetime | None = None  # when funds were asked for: orders acknowledged before it are in them
     holdings: tuple[Holding, ...] = ()
+    positions: tuple[BrokerPosition, ...] = ()
     marks: dict[InstrumentId, Decimal] = field(default_factory=dict)
     login_url: str = ""  # where to log in, while LOGIN_REQUIRED
+    circuit: CircuitState = CircuitState.CLOSED
+    error_rate: float = 0.0  # moving average of submissions that failed or were refused
+    queue_depth: int = 0  # orders waiting for their pacing turn
+    rate_limited: int = 0  # 429 answers received since start; pacing should keep it at 0
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What became of one order sent to an account."""
+
+    order: Order
+    duplicate: bool = False  # the client_order_id was seen before; nothing was sent
+    unreached: bool = False  # certainly never reached the broker: the order may go to another account
+    circuit: CircuitState = CircuitState.CLOSED  # the account's circuit right after

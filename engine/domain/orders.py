@@ -56,6 +56,7 @@ class OrderRequest:
     order_type: OrderType
     price: Decimal | None = None
     trigger_price: Decimal | None = None
+    parent_order_id: str | None = None  # set on the legs of a routed order
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class Order:
     average_price: Decimal | None = None
     broker_order_id: str | None = None
     status_message: str = ""
+    parent_order_id: str | None = None
 
     @property
     def is_terminal(self) -> bool:

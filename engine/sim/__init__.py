@@ -1,7 +1,6 @@
 """Simulated market for paper trading: deterministic prices and a per-account exchange."""
 
 from engine.sim.exchange import SimExchange
-from engine.sim.margin import MARGIN_RATES
 from engine.sim.prices import PricePath
 
-__all__ = ["MARGIN_RATES", "PricePath", "SimExchange"]
+__all__ = ["PricePath", "SimExchange"]

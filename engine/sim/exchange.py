@@ -28,13 +28,14 @@ from engine.brokers.base import (
     Rejected,
 )
 from engine.domain import Instrument, InstrumentId, Product, Side
+from engine.domain.margin import MARGIN_RATES
+from engine.domain.sessions import TradingSessions
 from engine.instrument_master import InstrumentMaster
 from engine.sim import rules
-from engine.sim.margin import MARGIN_RATES, order_margin, position_margin
+from engine.sim.margin import order_margin, position_margin
 from engine.sim.portfolio import Portfolio
 from engine.sim.prices import PricePath
 from engine.sim.records import SimOrder, SimPosition, Stage, trade_from_json, trade_to_json
-from engine.sim.sessions import TradingSessions
 
 MAX_CATCH_UP_SECONDS = 900  # seconds replayed one by one per call; beyond that the book jumps to now
 ORDER_ID_BASE = 260_000_000_000

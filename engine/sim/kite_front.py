@@ -27,11 +27,11 @@ from starlette.routing import BaseRoute, Route
 
 from engine.brokers.pacing import KITE_LIMITS
 from engine.domain import Instrument, InstrumentId, Side
+from engine.domain.sessions import IST
 from engine.sim import kite_wire as wire
 from engine.sim.exchange import SimExchange, SimRejected
 from engine.sim.http import REJECT_ERRORS, ErrorKind, Front, WireError, endpoint, open_endpoint
 from engine.sim.records import SimOrder
-from engine.sim.sessions import IST
 from engine.sim.venue import SessionError, SimUser, SimVenue
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,12 @@ from typing import Any
 
 from engine.brokers.base import BrokerOrderStatus, BrokerTrade, Funds, Holding, ModifyRequest, PlaceRequest, Quote
 from engine.domain import Exchange, Instrument, InstrumentId, OrderType, Product, Side
+from engine.domain.margin import MARGIN_RATES
+from engine.domain.sessions import IST
 from engine.ledger.charges import Charges, instrument_kind, order_charges
 from engine.sim.config import SimUserSettings
 from engine.sim.http import ErrorKind, WireError
-from engine.sim.margin import MARGIN_RATES
 from engine.sim.records import SETTLED_STAGE, OrderSnapshot, SimOrder, SimPosition, Stage
-from engine.sim.sessions import IST
 from engine.sim.venue import SimSession
 
 JSON = dict[str, Any]

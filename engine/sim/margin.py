@@ -1,7 +1,7 @@
-"""Margin the simulated broker blocks: a flat rate per product on exposure-increasing quantity.
+"""Margin the simulated broker blocks: the domain's flat rate per product on exposure-increasing quantity.
 
-Deliberately simpler than SPAN; what matters to the daemon is that funds run out, that delivery costs
-the full value, and that closing a position never needs margin.
+What matters to the daemon is that funds run out, that delivery costs the full value, and that
+closing a position never needs margin.
 """
 
 from __future__ import annotations
@@ -10,16 +10,8 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
 from engine.domain import InstrumentId, Product, Side
+from engine.domain.margin import MARGIN_RATES
 from engine.sim.records import SimOrder, SimPosition
-
-CNC_MARGIN_RATE = Decimal("1.0")
-MIS_MARGIN_RATE = Decimal("0.2")
-NRML_MARGIN_RATE = Decimal("0.2")
-MARGIN_RATES: dict[Product, Decimal] = {
-    Product.CNC: CNC_MARGIN_RATE,
-    Product.MIS: MIS_MARGIN_RATE,
-    Product.NRML: NRML_MARGIN_RATE,
-}
 
 PositionKey = tuple[InstrumentId, Product]
 

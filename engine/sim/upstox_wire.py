@@ -34,10 +34,10 @@ from typing import Any
 
 from engine.brokers.base import BrokerTrade, Funds, Holding, ModifyRequest, PlaceRequest
 from engine.domain import Exchange, Instrument, InstrumentId, OrderType, Product, Side
+from engine.domain.sessions import IST
 from engine.instrument_master import InstrumentMaster
 from engine.sim.config import SimUserSettings
 from engine.sim.records import SETTLED_STAGE, SimOrder, SimPosition, Stage
-from engine.sim.sessions import IST
 
 BROKER_QUANTITY_CAP = 100_000  # per order, where the exchange sets no freeze quantity
 MAX_SLICES = 25  # Upstox refuses a v3 order that would need more slices

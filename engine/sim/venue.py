@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from engine.brokers.pacing import RateLimits, Window
 from engine.brokers.paper import PaperBroker, write_atomically
 from engine.brokers.session import next_expiry
+from engine.domain.sessions import TradingSessions
 from engine.instrument_master import InstrumentMaster
 from engine.sim.clock import SimClock
 from engine.sim.config import SimAppSettings, SimSettings, SimUserSettings
@@ -25,7 +27,6 @@ from engine.sim.exchange import SimExchange
 from engine.sim.faults import FaultPlan
 from engine.sim.prices import PricePath
 from engine.sim.records import SimOrder
-from engine.sim.sessions import TradingSessions
 
 LOGIN_CODE_TTL = timedelta(minutes=5)
 
@@ -84,6 +85,7 @@ class SimVenue:
         self.prices = PricePath(market.seed, market.volatility)
         self.faults = FaultPlan(settings.fault_seed)
         self.limits = RateLimits(limits, self.clock)
+        self.rate_limited: Counter[str] = Counter()  # 429s answered per user for exceeding a limit
         self.token_expiry = token_expiry
         self.apps: dict[str, SimAppSettings] = {a.api_key: a for a in settings.apps}
         self._state_dir = state_dir

@@ -23,6 +23,7 @@ from engine.domain import (
     Product,
     Side,
 )
+from engine.errors import FailedPrecondition
 
 EVENT_CHANNEL = "order_events"
 _EVENT_LOCK = 0x7A4D_0002
@@ -33,8 +34,13 @@ _TERMINAL = [s.value for s in TERMINAL_STATUSES]
 _ORDER_COLUMNS = (
     "order_id, client_order_id, account_id, instrument, side, quantity, product, order_type, price,"
     " trigger_price, status, filled_quantity, average_price, broker_order_id, status_message,"
-    " created_at, updated_at"
+    " created_at, updated_at, parent_order_id"
 )
+
+_ORDER_TYPES = (
+    "text", "text", "text", "text", "text", "bigint", "text", "text", "numeric", "numeric", "text", "bigint",
+    "numeric", "text", "text", "timestamptz", "timestamptz", "text",
+)  # fmt: skip
 
 
 def _order_from_row(row: asyncpg.Record) -> Order:
@@ -56,6 +62,7 @@ def _order_from_row(row: asyncpg.Record) -> Order:
         status_message=row["status_message"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        parent_order_id=row["parent_order_id"],
     )
 
 
@@ -64,6 +71,7 @@ def _order_values(o: Order) -> tuple[object, ...]:
         o.order_id, o.client_order_id, o.account, str(o.instrument), o.side.value, o.quantity,
         o.product.value, o.order_type.value, o.price, o.trigger_price, o.status.value,
         o.filled_quantity, o.average_price, o.broker_order_id, o.status_message, o.created_at, o.updated_at,
+        o.parent_order_id,
     )  # fmt: skip
 
 
@@ -87,6 +95,11 @@ def _event_from_row(row: asyncpg.Record) -> OrderEvent:
     return OrderEvent(row["seq"], row["at"], row["account_id"], order=_ORDER_JSON.validate_json(row["payload"]))
 
 
+class ClientIdTaken(FailedPrecondition):
+    def __init__(self, client_order_id: str, holder: str) -> None:
+        super().__init__(f"client_order_id {client_order_id} was already used for {holder}; use a new id")
+
+
 class DuplicateFill(Exception):
     def __init__(self, account: str, trade_ids: list[str]) -> None:
         super().__init__(f"fills already recorded for {account}: {', '.join(trade_ids)}")
@@ -97,11 +110,15 @@ class OrderStore:
         self._pool = pool
 
     async def insert_new(self, order: Order) -> tuple[Order, list[OrderEvent]]:
-        """Persist a new order's intent. If its client_order_id exists, return the original and no events."""
-        placeholders = ", ".join(f"${i}" for i in range(1, 18))
+        """Persist a new order's intent. If its client_order_id exists, return the original and no events.
+
+        Routed orders share the client_order_id namespace: an id a routed order holds raises ClientIdTaken.
+        """
+        placeholders = ", ".join(f"${i}::{kind}" for i, kind in enumerate(_ORDER_TYPES, start=1))
         async with self._pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
-                f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({placeholders})"
+                f"INSERT INTO orders ({_ORDER_COLUMNS}) SELECT {placeholders}"
+                " WHERE NOT EXISTS (SELECT 1 FROM routed_orders WHERE client_order_id = $2)"
                 " ON CONFLICT (client_order_id) DO NOTHING RETURNING order_id",
                 *_order_values(order),
             )
@@ -109,6 +126,8 @@ class OrderStore:
                 row = await conn.fetchrow(
                     f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = $1", order.client_order_id
                 )
+                if row is None:
+                    raise ClientIdTaken(order.client_order_id, "a routed order")
                 return _order_from_row(row), []
             return order, await self._append(conn, order.account, [("order", _ORDER_JSON.dump_json(order))])
 
@@ -194,6 +213,13 @@ class OrderStore:
             " ORDER BY created_at DESC, order_id DESC LIMIT $5",
             account, wanted, open_only, _TERMINAL, limit,
         )  # fmt: skip
+        return [_order_from_row(r) for r in rows]
+
+    async def legs(self, parent_order_id: str) -> list[Order]:
+        rows = await self._pool.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE parent_order_id = $1 ORDER BY client_order_id",
+            parent_order_id,
+        )
         return [_order_from_row(r) for r in rows]
 
     async def live_orders(self, account: str) -> list[Order]:

@@ -7,19 +7,25 @@ never sent again; a refused one is rejected; a repeated client order id sends no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine.account import AccountRuntime
-from engine.brokers.base import Ambiguous, PlaceRequest, Unavailable
+from engine.brokers.base import Ambiguous, BrokerOrder, PlaceRequest, Unavailable
+from engine.brokers.pacing import OrderGate, OrderQueueFull
 from engine.brokers.paper import PaperBroker
 from engine.domain import InstrumentId, OrderRequest, OrderStatus, OrderType, Product, Side
-from engine.errors import FailedPrecondition
+from engine.domain.accounts import CircuitState
+from engine.errors import FailedPrecondition, ServiceUnavailable
 from engine.instrument_master import InstrumentMaster
+from engine.routing import CircuitBreaker
 from engine.sim.prices import PricePath
 from engine.store.database import EmbeddedPostgres, create_pool
 from engine.store.migrate import migrate
@@ -30,15 +36,23 @@ class FlakyBroker(PaperBroker):
     """A paper broker whose next place() fails in a chosen way, before or after reaching the book."""
 
     fail_next: str = ""
+    down: bool = False  # every call is refused, as when the broker's host is unreachable
+    placed_at: list[float]
 
     async def place(self, request: PlaceRequest) -> str:
         mode, self.fail_next = self.fail_next, ""
-        if mode == "refused":
+        if mode == "refused" or self.down:
             raise Unavailable("connection refused")
+        self.placed_at = [*getattr(self, "placed_at", []), time.monotonic()]
         broker_id = await super().place(request)
         if mode == "lost-response":
             raise Ambiguous("read timeout after the order was sent")
         return broker_id
+
+    async def orders(self) -> list[BrokerOrder]:
+        if self.down:
+            raise Unavailable("connection refused")
+        return await super().orders()
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +62,38 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db.stop()
 
 
+Built = tuple[AccountRuntime, FlakyBroker, OrderStore]
+
+
 @pytest.fixture
-async def runtime(database: str, tmp_path: Path) -> AsyncIterator[tuple[AccountRuntime, FlakyBroker, OrderStore]]:
+async def build(database: str, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Built]]]:
+    """Start runtimes over a flaky paper broker; keyword arguments go to AccountRuntime."""
     pool = await create_pool(database, 4)
     await migrate(pool)
-    store = OrderStore(pool)
-    paper = PaperBroker.open(
-        "paper", InstrumentMaster.default(), PricePath(1, 0.0), state_path=None, opening_cash=Decimal("1000000")
-    )
-    broker = FlakyBroker("paper", paper.exchange)
-    account = f"acct-{tmp_path.name[-12:]}"
-    rt = AccountRuntime(account, "paper", broker, store, sync_interval=0.05)
-    await rt.start()
-    yield rt, broker, store
-    await rt.stop()
+    started: list[AccountRuntime] = []
+
+    async def make(**options: Any) -> Built:
+        store = OrderStore(pool)
+        paper = PaperBroker.open(
+            "paper", InstrumentMaster.default(), PricePath(1, 0.0), state_path=None, opening_cash=Decimal("1000000")
+        )
+        broker = FlakyBroker("paper", paper.exchange)
+        account = f"acct-{tmp_path.name[-12:]}-{len(started)}"
+        interval = options.pop("sync_interval", 0.05)
+        rt = AccountRuntime(account, "paper", broker, store, sync_interval=interval, **options)
+        await rt.start()
+        started.append(rt)
+        return rt, broker, store
+
+    yield make
+    for rt in started:
+        await rt.stop()
     await pool.close()
+
+
+@pytest.fixture
+async def runtime(build: Callable[..., Awaitable[Built]]) -> Built:
+    return await build()
 
 
 def _request(account: str, client_id: str, quantity: int = 5) -> OrderRequest:
@@ -84,8 +115,9 @@ def _broker_orders_tagged(broker: PaperBroker, tag: str) -> int:
 async def test_lost_response_stays_in_flight_and_is_adopted_by_tag(runtime) -> None:
     rt, broker, store = runtime
     broker.fail_next = "lost-response"
-    order, duplicate = await rt.submit(_request(rt.account, f"{rt.account}-lost"))
-    assert not duplicate
+    sent = await rt.submit(_request(rt.account, f"{rt.account}-lost"))
+    order = sent.order
+    assert not sent.duplicate and not sent.unreached
     assert order.status is OrderStatus.SUBMITTED and order.broker_order_id is None
     await rt.sync()
     found = await store.get(order.order_id)
@@ -96,17 +128,20 @@ async def test_lost_response_stays_in_flight_and_is_adopted_by_tag(runtime) -> N
 async def test_refused_before_sending_is_rejected_and_nothing_reaches_the_broker(runtime) -> None:
     rt, broker, _ = runtime
     broker.fail_next = "refused"
-    order, _ = await rt.submit(_request(rt.account, f"{rt.account}-refused"))
-    assert order.status is OrderStatus.REJECTED and "connection refused" in order.status_message
+    sent = await rt.submit(_request(rt.account, f"{rt.account}-refused"))
+    order = sent.order
+    assert sent.unreached, "a refused connection never reached the broker: routing may send it elsewhere"
+    assert order.status is OrderStatus.REJECTED and "not sent" in order.status_message
+    assert "connection refused" in order.status_message
     assert _broker_orders_tagged(broker, order.order_id) == 0
     assert rt.snapshot().consecutive_errors == 1
 
 
 async def test_repeated_client_order_id_sends_nothing(runtime) -> None:
     rt, broker, _ = runtime
-    first, _ = await rt.submit(_request(rt.account, f"{rt.account}-twice"))
-    again, duplicate = await rt.submit(_request(rt.account, f"{rt.account}-twice"))
-    assert duplicate and again.order_id == first.order_id
+    first = (await rt.submit(_request(rt.account, f"{rt.account}-twice"))).order
+    again = await rt.submit(_request(rt.account, f"{rt.account}-twice"))
+    assert again.duplicate and again.order.order_id == first.order_id
     assert len(broker.exchange.orders()) == 1
 
 
@@ -122,7 +157,7 @@ async def test_client_order_id_reused_for_another_order_is_refused(runtime) -> N
 async def test_fills_replayed_by_the_broker_apply_once(runtime) -> None:
     rt, broker, store = runtime
     broker.exchange.depth_per_second = 100  # 250 fills over three simulated seconds
-    order, _ = await rt.submit(_request(rt.account, f"{rt.account}-once", quantity=250))
+    order = (await rt.submit(_request(rt.account, f"{rt.account}-once", quantity=250))).order
     await rt.sync()
     first = await store.get(order.order_id)
     assert first is not None and first.status is OrderStatus.PARTIALLY_FILLED
@@ -138,3 +173,52 @@ async def test_fills_replayed_by_the_broker_apply_once(runtime) -> None:
             break
     fills = [f.quantity for _, f in await store.fills_after(0) if f.order_id == order.order_id]
     assert sum(fills) == 250 and done.filled_quantity == 250  # each broker trade counted once
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def test_circuit_opens_after_consecutive_failures_then_probes_and_closes(build) -> None:
+    rt, broker, store = await build(breaker=CircuitBreaker(3, reset_seconds=0.3), sync_interval=60)
+    broker.down = True
+    for n in range(3):
+        sent = await rt.submit(_request(rt.account, f"{rt.account}-down-{n}"))
+        assert sent.unreached and sent.order.status is OrderStatus.REJECTED
+    assert rt.snapshot().circuit is CircuitState.OPEN
+    with pytest.raises(ServiceUnavailable, match="circuit is open after 3 failures"):
+        await rt.submit(_request(rt.account, f"{rt.account}-refused-fast"))
+    assert await store.get_by_client_id(f"{rt.account}-refused-fast") is None, "refused before anything persisted"
+    await asyncio.sleep(0.35)
+    assert rt.snapshot().circuit is CircuitState.HALF_OPEN
+    await rt.sync()  # the half-open trial fails: open for another period
+    assert rt.snapshot().circuit is CircuitState.OPEN
+    broker.down = False
+    await asyncio.sleep(0.35)
+    await rt.sync()  # this trial succeeds
+    assert rt.snapshot().circuit is CircuitState.CLOSED
+    assert (await rt.submit(_request(rt.account, f"{rt.account}-back"))).order.status is not OrderStatus.REJECTED
+    assert rt.snapshot().error_rate > 0, "the failures are remembered in the rate routing reads"
+
+
+async def test_full_order_queue_refuses_before_persisting(build) -> None:
+    gate = OrderGate("q", [(1, 1.0)], max_queue=2, clock=_utc_now)
+    rt, _, store = await build(gate=gate, sync_interval=60)
+    await rt.submit(_request(rt.account, f"{rt.account}-first"))  # uses the second's only slot
+    waiting = [asyncio.create_task(rt.submit(_request(rt.account, f"{rt.account}-w{n}"))) for n in range(2)]
+    await asyncio.sleep(0.05)
+    assert rt.snapshot().queue_depth == 2
+    with pytest.raises(OrderQueueFull, match="order_queue_limit 2"):
+        await rt.submit(_request(rt.account, f"{rt.account}-overflow"))
+    assert await store.get_by_client_id(f"{rt.account}-overflow") is None
+    assert all(not sent.unreached for sent in await asyncio.gather(*waiting))
+
+
+async def test_orders_are_paced_under_the_account_rate(build) -> None:
+    gate = OrderGate("pace", [(4, 1.0)], max_queue=50, clock=_utc_now)
+    rt, broker, _ = await build(gate=gate, sync_interval=60)
+    await asyncio.gather(*(rt.submit(_request(rt.account, f"{rt.account}-p{n}")) for n in range(10)))
+    stamps = sorted(broker.placed_at)
+    assert len(stamps) == 10
+    busiest = max(sum(1 for t in stamps if start <= t < start + 1.0) for start in stamps)
+    assert busiest <= 4, f"{busiest} orders reached the broker within one second; the limit is 4"

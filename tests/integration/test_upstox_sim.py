@@ -21,10 +21,10 @@ import upstox_client
 import urllib3
 from upstox_client.rest import ApiException
 
+from engine.domain.sessions import IST
 from engine.sim.clock import SimClock
 from engine.sim.config import HoldingSeed, MarketSettings, SimAppSettings, SimSettings, SimUserSettings
 from engine.sim.server import SimServer
-from engine.sim.sessions import IST
 
 START = datetime(2026, 11, 10, 10, 0, tzinfo=IST)  # a Tuesday, in market hours
 APP = SimAppSettings(api_key="upx_client", api_secret="upx_secret", redirect_url="http://127.0.0.1:9/callback")

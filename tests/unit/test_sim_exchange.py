@@ -15,11 +15,11 @@ import pytest
 
 from engine.brokers.base import BrokerOrder, BrokerOrderStatus, ModifyRequest, PlaceRequest, Rejected
 from engine.domain import Exchange, InstrumentId, OrderType, Product, Side
+from engine.domain.margin import MARGIN_RATES
+from engine.domain.sessions import TradingSessions
 from engine.instrument_master import InstrumentMaster
 from engine.sim.exchange import MAX_CATCH_UP_SECONDS, RejectKind, SimExchange, SimRejected
-from engine.sim.margin import MARGIN_RATES
 from engine.sim.prices import PricePath
-from engine.sim.sessions import TradingSessions
 from tests.unit.conftest import T0, FakeClock
 
 D = Decimal

@@ -1,0 +1,31 @@
+"""Routing: which account(s) take an order, split and sliced, and why. Pure: decisions on snapshots."""
+
+from engine.routing.candidates import Candidate, OrderShape, Reserved, candidate, capacity
+from engine.routing.circuit import CircuitBreaker
+from engine.routing.decision import CandidateReport, NoRoute, RouteDecision, RoutingMode, route, standard
+from engine.routing.reservations import Reservations
+from engine.routing.scoring import RoutingWeights, Scores
+from engine.routing.split import Leg, Option, fewest_legs, slices, split
+
+__all__ = [
+    "Candidate",
+    "CandidateReport",
+    "CircuitBreaker",
+    "Leg",
+    "NoRoute",
+    "Option",
+    "OrderShape",
+    "Reservations",
+    "Reserved",
+    "RouteDecision",
+    "RoutingMode",
+    "RoutingWeights",
+    "Scores",
+    "candidate",
+    "capacity",
+    "fewest_legs",
+    "route",
+    "slices",
+    "split",
+    "standard",
+]

@@ -152,7 +152,8 @@ def order_place(
     ] = "",
     group: Annotated[str, typer.Option(help="Route among this account group only (orchestrator mode).")] = "",
     mode: Annotated[
-        RoutingMode | None, typer.Option(case_sensitive=False, help="Routing mode; default: the daemon's routing.mode setting.")
+        RoutingMode | None,
+        typer.Option(case_sensitive=False, help="Routing mode; default: the daemon's routing.mode setting."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show where the order would go; place nothing.")] = False,
     product: Annotated[Product, typer.Option(case_sensitive=False)] = Product.CNC,

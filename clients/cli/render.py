@@ -81,12 +81,16 @@ def accounts(items: Sequence[accounts_pb2.Account]) -> None:
             accounts_pb2.AccountStatus.Name(a.status).removeprefix("ACCOUNT_STATUS_"),
             str(a.health.open_orders),
             f"{a.health.ack_latency_ms:.2f}",
+            a.health.circuit,
+            str(a.health.queue_depth),
+            ",".join(a.groups),
             a.health.last_error,
             a.label,
         ]
         for a in items
     )
-    console.print(table("Accounts (* default)", ["id", "broker", "status", "open", "ack ms", "error", "label"], rows))
+    headers = ["id", "broker", "status", "open", "ack ms", "circuit", "queued", "groups", "error", "label"]
+    console.print(table("Accounts (* default)", headers, rows))
 
 
 def _position_rows(items: Iterable[portfolio_pb2.Position], with_account: bool) -> Iterable[list[str]]:

@@ -16,7 +16,7 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
     def _proto(self, account_id: str) -> accounts_pb2.Account:
         handle = self._gw.require_account(account_id)
         return convert.account_to_proto(
-            self._gw.snapshot(account_id), handle.settings.label, account_id == self._gw.default_account
+            self._gw.snapshot(account_id), handle.settings, account_id == self._gw.default_account
         )
 
     async def ListAccounts(

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from engine.config import AccountSettings
 from engine.domain import Fill, Order, OrderEvent, OrderStatus, OrderType, Product, Side
 from engine.domain.accounts import AccountSnapshot
 from engine.ledger import ConsolidatedPosition, MarkedPosition
@@ -235,11 +236,12 @@ def portfolio_to_proto(view: PortfolioView, as_of: datetime) -> portfolio_pb2.Po
     )
 
 
-def account_to_proto(snap: AccountSnapshot, label: str, is_default: bool) -> accounts_pb2.Account:
+def account_to_proto(snap: AccountSnapshot, settings: AccountSettings, is_default: bool) -> accounts_pb2.Account:
     return accounts_pb2.Account(
         id=snap.account,
         broker=snap.broker,
-        label=label,
+        label=settings.label,
+        groups=settings.groups,
         status=accounts_pb2.AccountStatus.Value(f"ACCOUNT_STATUS_{snap.status.name}"),
         health=accounts_pb2.AccountHealth(
             last_sync=timestamp(snap.last_sync),
@@ -247,6 +249,10 @@ def account_to_proto(snap: AccountSnapshot, label: str, is_default: bool) -> acc
             consecutive_errors=snap.consecutive_errors,
             ack_latency_ms=round(snap.ack_latency_ms, 3),
             open_orders=snap.open_orders,
+            circuit=snap.circuit.value,
+            error_rate=snap.error_rate,
+            queue_depth=snap.queue_depth,
+            rate_limited=snap.rate_limited,
         ),
         is_default=is_default,
         login_url=snap.login_url,

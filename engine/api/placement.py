@@ -166,6 +166,11 @@ class Placement:
     # -- placing ----------------------------------------------------------------------------------
 
     async def place(self, req: orders_pb2.PlaceOrderRequest) -> Placed:
+        if self._mode(req) is RoutingMode.ORCHESTRATOR:
+            # A retry must find its original before routing again, which would see its own legs' effects.
+            known = await self._routed.get_by_client_id(validation.text("client_order_id", req.client_order_id))
+            if known is not None:
+                return await self._duplicate(known)
         plan = await self.plan(req)
         pieces = [(leg.account, q) for leg in plan.decision.legs for q in slices(leg.quantity, *self._cut(plan))]
         if plan.decision.mode is RoutingMode.STANDARD and len(pieces) == 1:
@@ -185,11 +190,14 @@ class Placement:
         )
         parent, created = await self._routed.insert(parent, _DECISION_JSON.dump_python(plan.decision, mode="json"))
         if not created:
-            legs = await self._gw.store.legs(parent.order_id)
-            first = _DECISION_JSON.validate_python((await self._routed.decisions(parent.order_id))[0])
-            return Placed(aggregate(parent, legs), first, tuple(legs), duplicate=True)
+            return await self._duplicate(parent)
         legs = await self._send_legs(parent, plan, pieces)
         return Placed(aggregate(parent, legs), plan.decision, tuple(legs))
+
+    async def _duplicate(self, parent: RoutedOrder) -> Placed:
+        legs = await self._gw.store.legs(parent.order_id)
+        first = _DECISION_JSON.validate_python((await self._routed.decisions(parent.order_id))[0])
+        return Placed(aggregate(parent, legs), first, tuple(legs), duplicate=True)
 
     @staticmethod
     def _cut(plan: Plan) -> tuple[int, int]:

@@ -79,5 +79,5 @@ def aggregate(parent: RoutedOrder, legs: Sequence[Order]) -> Order:
         trigger_price=parent.trigger_price,
         filled_quantity=filled,
         average_price=(notional / filled).quantize(Decimal("0.0001")) if filled else None,
-        status_message=f"{len(legs)} legs: {summary}" if legs else "routing",
+        status_message=f"{len(legs)} leg{'s' if len(legs) > 1 else ''}: {summary}" if legs else "routing",
     )

@@ -18,8 +18,6 @@ from engine.ledger.charges import InstrumentKind, order_charges
 from engine.routing.candidates import Candidate, OrderShape
 from engine.settings_base import StrictModel
 
-UNMEASURED_LATENCY_SCORE = 0.5  # an account with no acknowledged order yet is neither fast nor slow
-
 
 class RoutingWeights(StrictModel):
     margin: float = Field(3.0, ge=0, description="how much of the order the account can take, and its headroom")
@@ -70,6 +68,9 @@ def score_all(
     cheapest = min(fees, default=Decimal(0))
     measured = [c.ack_latency_ms for c in candidates if c.ack_latency_ms > 0]
     fastest = min(measured, default=0.0)
+    # An account that has not acknowledged an order yet counts as average: penalising it would keep
+    # every order on whichever account happened to be used first.
+    typical = sum(measured) / len(measured) if measured else 0.0
     total_weight = weights.margin + weights.health + weights.latency + weights.fees + weights.preference
     out: list[Scores] = []
     for cand, fee in zip(candidates, fees, strict=True):
@@ -77,7 +78,7 @@ def score_all(
         headroom = float(max(Decimal(0), cand.free_funds) / most_free) if most_free > 0 else 0.0
         margin = fit * (0.75 + 0.25 * headroom)
         health = (1.0 - cand.error_rate) * (0.5 if cand.circuit is CircuitState.HALF_OPEN else 1.0)
-        latency = _ratio(fastest, cand.ack_latency_ms) if cand.ack_latency_ms > 0 else UNMEASURED_LATENCY_SCORE
+        latency = _ratio(fastest, cand.ack_latency_ms or typical)
         fee_score = _ratio(float(cheapest), float(fee))
         preference = cand.preference
         weighted = (

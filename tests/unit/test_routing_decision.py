@@ -160,13 +160,24 @@ def test_the_one_that_can_take_it_all_beats_a_better_scored_one_that_cannot() ->
     assert "can take only 50" in decision.reason
 
 
+def test_an_unmeasured_account_counts_as_average_latency() -> None:
+    """Not yet used is not slow: otherwise every order would stick to whichever account was used first."""
+    decision = route(
+        ORDER, [cand("alpha", latency=0.0), cand("bravo", latency=50.0), cand("charlie", latency=150.0)], WEIGHTS, EQ
+    )
+    scores = {name: report(decision, name).scores for name in ("alpha", "bravo", "charlie")}
+    assert scores["alpha"].latency == pytest.approx(0.5)  # the average of 50 and 150 is 100; the fastest is 50
+    assert scores["bravo"].latency == 1.0 and scores["charlie"].latency == pytest.approx(1 / 3)
+    alone = route(ORDER, [cand("alpha", latency=0.0), cand("bravo", latency=50.0)], WEIGHTS, EQ)
+    assert report(alone, "alpha").scores.latency == 1.0 and alone.legs == (Leg("alpha", 100),)
+
+
 @pytest.mark.parametrize(
     ("alpha", "factor", "alpha_score"),
     [
         pytest.param({"circuit": CircuitState.HALF_OPEN}, "health", 0.5, id="half-open-circuit"),
         pytest.param({"error_rate": 0.3}, "health", 0.7, id="error-rate"),
         pytest.param({"latency": 200.0}, "latency", 0.25, id="slower"),
-        pytest.param({"latency": 0.0}, "latency", 0.5, id="unmeasured-latency"),
         pytest.param({"preference": 0.5}, "preference", 0.5, id="preference"),
         pytest.param({"free_funds": D(150_000), "capacity": 100}, "margin", 0.875, id="less-headroom"),
     ],

@@ -32,7 +32,7 @@ from engine.brokers.base import (
 from engine.brokers.pacing import OrderGate, order_windows
 from engine.brokers.session import LoginFlow
 from engine.domain import IllegalTransition, InstrumentId, Order, OrderRequest, OrderStatus
-from engine.domain.accounts import AccountSnapshot, AccountStatus, CircuitState, Submission
+from engine.domain.accounts import AccountSnapshot, AccountStatus, Submission
 from engine.domain.ids import new_order_id
 from engine.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceUnavailable
 from engine.order_sync import apply_broker_view, settled_status
@@ -182,12 +182,18 @@ class AccountRuntime:
             raise FailedPrecondition(
                 f"account {self.account} needs a broker login: run `trademaster accounts login {self.account}`"
             )
-        if self._breaker.state is CircuitState.OPEN:
-            raise ServiceUnavailable(
-                f"account {self.account}: not sending to {self.broker}, its circuit is open after"
-                f" {self._breaker.consecutive_failures} failures in a row ({self._breaker.last_failure});"
-                f" next try in {self._breaker.retry_in():.0f} s"
-            )
+        if not self._breaker.would_allow() or self._gate.full:
+            # A retry of an order already stored must get that order back, not a refusal.
+            known = await self._store.get_by_client_id(request.client_order_id)
+            if known is not None:
+                return self._duplicate(known, request)
+            if not self._breaker.would_allow():
+                raise ServiceUnavailable(
+                    f"account {self.account}: not sending to {self.broker}, its circuit is"
+                    f" {self._breaker.state.value.lower().replace('_', '-')} after"
+                    f" {self._breaker.consecutive_failures} failures in a row ({self._breaker.last_failure});"
+                    f" next try in {self._breaker.retry_in():.0f} s"
+                )
         now = _now()
         intent = Order(
             order_id=new_order_id(),
@@ -208,16 +214,11 @@ class AccountRuntime:
         with self._gate.queued():
             order, events = await self._store.insert_new(intent)
             if not events:
-                if not _same_order(order, request):
-                    raise FailedPrecondition(
-                        f"client_order_id {request.client_order_id} was already used for a different order"
-                        f" ({order.order_id}); use a new id for a new order"
-                    )
-                return self._submission(order, duplicate=True)
+                return self._duplicate(order, request)
             self._live[order.order_id] = order
             await self._gate.turn()
         if not self._breaker.allow():
-            why = f"not sent: {self.broker}'s circuit opened while the order waited ({self._breaker.last_failure})"
+            why = f"not sent: {self.broker}'s circuit is not letting orders through ({self._breaker.last_failure})"
             return self._submission(await self._update(order.order_id, OrderStatus.REJECTED, status_message=why), True)
         started = time.perf_counter()
         try:
@@ -251,6 +252,14 @@ class AccountRuntime:
         self._kick.set()
         return self._submission(acked)
 
+    def _duplicate(self, order: Order, request: OrderRequest) -> Submission:
+        if not _same_order(order, request):
+            raise FailedPrecondition(
+                f"client_order_id {request.client_order_id} was already used for a different order"
+                f" ({order.order_id}); use a new id for a new order"
+            )
+        return self._submission(order, duplicate=True)
+
     def _submission(self, order: Order, unreached: bool = False, duplicate: bool = False) -> Submission:
         return Submission(order, duplicate=duplicate, unreached=unreached, circuit=self._breaker.state)
 
@@ -261,10 +270,11 @@ class AccountRuntime:
         return quote.last_price if quote else None
 
     async def cancel(self, order_id: str) -> Order:
+        await self._live_order(order_id)
+        await self._paced()  # before PENDING_CANCEL: a full queue or a cancelled wait must leave no trace
         order = await self._live_order(order_id)
         await self._update(order_id, OrderStatus.PENDING_CANCEL)
         try:
-            await self._paced()
             await self._adapter.cancel(order.broker_order_id or "")
             self._observe(None)
         except BrokerError as exc:
@@ -277,6 +287,8 @@ class AccountRuntime:
         return await self._current(order_id)
 
     async def modify(self, order_id: str, change: ModifyRequest) -> Order:
+        await self._live_order(order_id)
+        await self._paced()  # before PENDING_MODIFY, as in cancel
         order = await self._live_order(order_id)
         if change.quantity is not None and change.quantity <= order.filled_quantity:
             raise FailedPrecondition(
@@ -284,7 +296,6 @@ class AccountRuntime:
             )
         await self._update(order_id, OrderStatus.PENDING_MODIFY)
         try:
-            await self._paced()
             await self._adapter.modify(order.broker_order_id or "", change)
             self._observe(None)
         except BrokerError as exc:

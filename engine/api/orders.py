@@ -47,7 +47,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             ORDERS.labels(request.account or "-", "invalid").inc()
             raise
         order = placed.order
-        ORDERS.labels(order.account or "-", "duplicate" if placed.duplicate else order.status.value.lower()).inc()
+        ORDERS.labels(order.account or "routed", "duplicate" if placed.duplicate else order.status.value.lower()).inc()
         return orders_pb2.PlaceOrderResponse(
             order=self._proto(order),
             duplicate=placed.duplicate,
@@ -101,9 +101,11 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
     async def ModifyOrder(
         self, request: orders_pb2.ModifyOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.Order:
-        order = await self._owned(request.order_id)
-        if await self._routed.get(order.order_id) is not None:
-            raise FailedPrecondition(f"{order.order_id} is a routed order: modify its legs one by one")
+        order_id = validation.text("order_id", request.order_id, required=True)
+        order = await self._gw.store.get(order_id)
+        if order is None:
+            await self._owned(order_id)  # NOT_FOUND, unless it is a routed order
+            raise FailedPrecondition(f"{order_id} is a routed order: modify its legs one by one")
         found = self._gw.lookup(order.instrument)
         assert found is not None, "an accepted order's instrument is always known"
         change = validation.modify_request(request, order.order_type, found)

@@ -24,9 +24,10 @@ from engine.domain.accounts import Submission
 from engine.domain.ids import new_order_id
 from engine.domain.margin import margin_per_unit
 from engine.domain.routed import RoutedOrder, aggregate, leg_client_id
-from engine.errors import ApiError, InvalidArgument
+from engine.errors import ApiError, FailedPrecondition, InvalidArgument
 from engine.ledger.charges import instrument_kind
 from engine.routing import (
+    Hold,
     NoRoute,
     OrderShape,
     Reservations,
@@ -170,6 +171,7 @@ class Placement:
             # A retry must find its original before routing again, which would see its own legs' effects.
             known = await self._routed.get_by_client_id(validation.text("client_order_id", req.client_order_id))
             if known is not None:
+                _same_request(known, validation.place_request(req, "", self._gw.lookup))
                 return await self._duplicate(known)
         plan = await self.plan(req)
         pieces = [(leg.account, q) for leg in plan.decision.legs for q in slices(leg.quantity, *self._cut(plan))]
@@ -190,6 +192,7 @@ class Placement:
         )
         parent, created = await self._routed.insert(parent, _DECISION_JSON.dump_python(plan.decision, mode="json"))
         if not created:
+            _same_request(parent, plan.request)
             return await self._duplicate(parent)
         legs = await self._send_legs(parent, plan, pieces)
         return Placed(aggregate(parent, legs), plan.decision, tuple(legs))
@@ -256,9 +259,7 @@ class Placement:
 
     async def _submit(self, request: OrderRequest, plan: Plan) -> Submission:
         """One order to one account, holding the funds or shares it claims until the account's next sync."""
-        delivery_sell = request.product is Product.CNC and request.side is Side.SELL
-        funds = Decimal(0) if delivery_sell else request.quantity * margin_per_unit(request.product, plan.shape.price)
-        hold = self._holds.hold(request.account, request.instrument, funds, request.quantity if delivery_sell else 0)
+        hold = self._hold(request, plan) if plan.decision.mode is RoutingMode.ORCHESTRATOR else None
         handle = self._gw.accounts[request.account]
         acked: datetime | None = None
         try:
@@ -269,4 +270,22 @@ class Placement:
             ROUTED_LEGS.labels(request.account, plan.decision.mode.value).inc()
             return sent
         finally:
-            self._holds.settle(hold, acked)
+            if hold is not None:
+                self._holds.settle(hold, acked)
+
+    def _hold(self, request: OrderRequest, plan: Plan) -> Hold:
+        """Only routing reads holds, so only routed orders take them; a sync soon shows the rest anyway."""
+        delivery_sell = request.product is Product.CNC and request.side is Side.SELL
+        funds = Decimal(0) if delivery_sell else request.quantity * margin_per_unit(request.product, plan.shape.price)
+        return self._holds.hold(request.account, request.instrument, funds, request.quantity if delivery_sell else 0)
+
+
+def _same_request(parent: RoutedOrder, request: OrderRequest) -> None:
+    """A retry must be the same order; reusing an id for another order is almost always a client bug."""
+    mine = (parent.instrument, parent.side, parent.quantity, parent.product, parent.order_type, parent.price)
+    theirs = (request.instrument, request.side, request.quantity, request.product, request.order_type, request.price)
+    if mine != theirs:
+        raise FailedPrecondition(
+            f"client_order_id {parent.client_order_id} was already used for a different order"
+            f" ({parent.order_id}); use a new id for a new order"
+        )

@@ -84,10 +84,14 @@ class OrderGate:
         self._pacer = Pacer({ORDERS: windows}, clock)
         self._fifo = asyncio.Lock()  # asyncio.Lock wakes waiters first come, first served
 
+    @property
+    def full(self) -> bool:
+        return self.waiting >= self.max_queue
+
     @contextlib.contextmanager
     def queued(self) -> Iterator[None]:
         """Hold a place in the queue, or raise OrderQueueFull at once (before anything is persisted)."""
-        if self.waiting >= self.max_queue:
+        if self.full:
             raise OrderQueueFull(
                 f"account {self.account}: {self.waiting} orders are already waiting for their pacing turn"
                 f" (order_queue_limit {self.max_queue}); slow down or spread orders over more accounts"
@@ -112,8 +116,18 @@ def order_windows(per_second: int, broker_limits: Sequence[Window]) -> list[Wind
 def cautious(
     limits: Mapping[str, Sequence[Window]], share: float = 0.8, slack: float = _SLACK
 ) -> dict[str, list[Window]]:
-    """Client-side windows a little inside the broker's: network jitter must not turn into 429s."""
-    return {
-        category: [(max(1, int(count * share)), seconds + slack) for count, seconds in windows]
-        for category, windows in limits.items()
-    }
+    """Client-side windows a little inside the broker's: network jitter must not turn into 429s.
+
+    The headroom is `share` of the count; a limit too small to shrink (Kite's one quote a second)
+    gets it as a longer window instead, because a request delayed on its way would otherwise land
+    within the same broker second as the next one.
+    """
+    return {category: [_inside(w, share, slack) for w in windows] for category, windows in limits.items()}
+
+
+def _inside(window: Window, share: float, slack: float) -> Window:
+    count, seconds = window
+    fewer = int(count * share)
+    if fewer >= 1 and fewer < count:
+        return fewer, seconds + slack
+    return count, seconds / share + slack

@@ -53,6 +53,16 @@ def _status(quantity: int, legs: Sequence[Order], filled: int) -> OrderStatus:
     return S.CANCELLED
 
 
+def _message(quantity: int, legs: Sequence[Order], summary: str) -> str:
+    if not legs:
+        return "routing"
+    text = f"{len(legs)} leg{'s' if len(legs) > 1 else ''}: {summary}"
+    unplaced = quantity - sum(leg.quantity for leg in legs if leg.status is not S.REJECTED)
+    if unplaced > 0:
+        text += f"; {unplaced} not placed: no account could take it"
+    return text
+
+
 def aggregate(parent: RoutedOrder, legs: Sequence[Order]) -> Order:
     """The parent as one order: legs' fills summed, price averaged by volume, status from theirs."""
     filled = sum(leg.filled_quantity for leg in legs)
@@ -79,5 +89,5 @@ def aggregate(parent: RoutedOrder, legs: Sequence[Order]) -> Order:
         trigger_price=parent.trigger_price,
         filled_quantity=filled,
         average_price=(notional / filled).quantize(Decimal("0.0001")) if filled else None,
-        status_message=f"{len(legs)} leg{'s' if len(legs) > 1 else ''}: {summary}" if legs else "routing",
+        status_message=_message(parent.quantity, legs, summary),
     )

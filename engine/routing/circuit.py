@@ -25,7 +25,7 @@ class CircuitBreaker:
         self._clock = clock
         self._failures = 0
         self._opened_at: float | None = None
-        self._trial_running = False
+        self._trial_started: float | None = None
         self.last_failure = ""
 
     @property
@@ -46,24 +46,38 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._opened_at + self.reset_seconds - self._clock())
 
+    def would_allow(self) -> bool:
+        """Whether `allow()` would let a request through now, without taking the half-open trial."""
+        if self.state is CircuitState.CLOSED:
+            return True
+        return self.state is CircuitState.HALF_OPEN and not self._trial_busy(self._clock())
+
+    def _trial_busy(self, now: float) -> bool:
+        return self._trial_started is not None and now - self._trial_started < self.reset_seconds
+
     def allow(self) -> bool:
-        """Whether a request may go now; in half-open only one trial at a time does."""
+        """Whether a request may go now; in half-open only one trial at a time does.
+
+        A trial whose outcome never came back (its caller was cancelled) stops counting after
+        `reset_seconds`, so the circuit cannot stay half-open for good.
+        """
         state = self.state
         if state is CircuitState.CLOSED:
             return True
-        if state is CircuitState.OPEN or self._trial_running:
+        now = self._clock()
+        if state is CircuitState.OPEN or self._trial_busy(now):
             return False
-        self._trial_running = True
+        self._trial_started = now
         return True
 
     def record_success(self) -> None:
         self._failures = 0
         self._opened_at = None
-        self._trial_running = False
+        self._trial_started = None
 
     def record_failure(self, why: str) -> None:
         self._failures += 1
         self.last_failure = why
-        self._trial_running = False
+        self._trial_started = None
         if self._opened_at is not None or self._failures >= self.failure_threshold:
             self._opened_at = self._clock()  # a failed trial reopens for a full period

@@ -16,7 +16,7 @@ from engine.domain import InstrumentId
 from engine.routing.candidates import Reserved
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity, not value: two equal holds are still two claims
 class Hold:
     account: str
     instrument: InstrumentId

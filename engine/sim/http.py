@@ -89,7 +89,7 @@ def endpoint(
                 return dialect.error(ErrorKind.TOKEN, str(exc))
             wait = venue.limits.admit(user.user_id, category)
             if wait is not None:
-                venue.rate_limited[user.user_id] += 1
+                venue.rate_limited[user.user_id, category] += 1
                 return dialect.error(ErrorKind.RATE_LIMIT, f"Too many requests: {category} limit", wait)
             return await handler(request, user)
 

@@ -85,7 +85,7 @@ class SimVenue:
         self.prices = PricePath(market.seed, market.volatility)
         self.faults = FaultPlan(settings.fault_seed)
         self.limits = RateLimits(limits, self.clock)
-        self.rate_limited: Counter[str] = Counter()  # 429s answered per user for exceeding a limit
+        self.rate_limited: Counter[tuple[str, str]] = Counter()  # 429s answered per (user, category)
         self.token_expiry = token_expiry
         self.apps: dict[str, SimAppSettings] = {a.api_key: a for a in settings.apps}
         self._state_dir = state_dir

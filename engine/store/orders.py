@@ -95,9 +95,22 @@ def _event_from_row(row: asyncpg.Record) -> OrderEvent:
     return OrderEvent(row["seq"], row["at"], row["account_id"], order=_ORDER_JSON.validate_json(row["payload"]))
 
 
+# Claims $2 (the client order id) for $1 (the order id); the statement using it inserts only if it won.
+CLAIM_CLIENT_ID = (
+    "claim AS (INSERT INTO client_order_ids (client_order_id, order_id) VALUES ($2, $1)"
+    " ON CONFLICT DO NOTHING RETURNING 1)"
+)
+
+
 class ClientIdTaken(FailedPrecondition):
     def __init__(self, client_order_id: str, holder: str) -> None:
         super().__init__(f"client_order_id {client_order_id} was already used for {holder}; use a new id")
+        self.client_order_id = client_order_id
+        self.holder = holder
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Rebuild from both parts, so the error survives crossing a Ray actor boundary."""
+        return type(self), (self.client_order_id, self.holder)
 
 
 class DuplicateFill(Exception):
@@ -117,9 +130,8 @@ class OrderStore:
         placeholders = ", ".join(f"${i}::{kind}" for i, kind in enumerate(_ORDER_TYPES, start=1))
         async with self._pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
-                f"INSERT INTO orders ({_ORDER_COLUMNS}) SELECT {placeholders}"
-                " WHERE NOT EXISTS (SELECT 1 FROM routed_orders WHERE client_order_id = $2)"
-                " ON CONFLICT (client_order_id) DO NOTHING RETURNING order_id",
+                f"WITH {CLAIM_CLIENT_ID} INSERT INTO orders ({_ORDER_COLUMNS}) SELECT {placeholders} FROM claim"
+                " RETURNING order_id",
                 *_order_values(order),
             )
             if inserted is None:
@@ -217,7 +229,7 @@ class OrderStore:
 
     async def legs(self, parent_order_id: str) -> list[Order]:
         rows = await self._pool.fetch(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE parent_order_id = $1 ORDER BY client_order_id",
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE parent_order_id = $1 ORDER BY created_at, order_id",
             parent_order_id,
         )
         return [_order_from_row(r) for r in rows]

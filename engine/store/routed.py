@@ -9,7 +9,7 @@ import asyncpg
 
 from engine.domain import InstrumentId, OrderType, Product, Side
 from engine.domain.routed import RoutedOrder
-from engine.store.orders import ClientIdTaken
+from engine.store.orders import CLAIM_CLIENT_ID, ClientIdTaken
 
 _COLUMNS = (
     "order_id, client_order_id, instrument, side, quantity, product, order_type, price, trigger_price, created_at"
@@ -38,11 +38,9 @@ class RoutedOrderStore:
     async def insert(self, order: RoutedOrder, decision: dict[str, Any]) -> tuple[RoutedOrder, bool]:
         """Persist a new routed order before any leg is sent; (the original, False) if its id was seen."""
         inserted = await self._pool.fetchval(
-            f"INSERT INTO routed_orders ({_COLUMNS}, decisions)"
+            f"WITH {CLAIM_CLIENT_ID} INSERT INTO routed_orders ({_COLUMNS}, decisions)"
             " SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint, $6::text, $7::text, $8::numeric,"
-            " $9::numeric, $10::timestamptz, jsonb_build_array($11::jsonb)"
-            " WHERE NOT EXISTS (SELECT 1 FROM orders WHERE client_order_id = $2)"
-            " ON CONFLICT (client_order_id) DO NOTHING RETURNING order_id",
+            " $9::numeric, $10::timestamptz, jsonb_build_array($11::jsonb) FROM claim RETURNING order_id",
             order.order_id, order.client_order_id, str(order.instrument), order.side.value, order.quantity,
             order.product.value, order.order_type.value, order.price, order.trigger_price, order.created_at,
             json.dumps(decision),

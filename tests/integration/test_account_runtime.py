@@ -189,6 +189,8 @@ async def test_circuit_opens_after_consecutive_failures_then_probes_and_closes(b
     with pytest.raises(ServiceUnavailable, match="circuit is open after 3 failures"):
         await rt.submit(_request(rt.account, f"{rt.account}-refused-fast"))
     assert await store.get_by_client_id(f"{rt.account}-refused-fast") is None, "refused before anything persisted"
+    retry = await rt.submit(_request(rt.account, f"{rt.account}-down-0"))
+    assert retry.duplicate and retry.order.status is OrderStatus.REJECTED, "a retry gets its order, not a refusal"
     await asyncio.sleep(0.35)
     assert rt.snapshot().circuit is CircuitState.HALF_OPEN
     await rt.sync()  # the half-open trial fails: open for another period

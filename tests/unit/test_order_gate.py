@@ -79,10 +79,11 @@ def test_order_windows_unpaced_gives_only_broker_long_windows() -> None:
 def test_cautious_shrinks_counts_and_widens_windows() -> None:
     assert cautious(KITE_LIMITS) == {
         "order": [(8, 1.05), (320, 60.05), (4000, 86400.05)],
-        "quote": [(1, 1.05)],  # never below one request
+        "quote": [(1, 1.3)],  # one request cannot shrink: its window stretches by 1/share instead
         "other": [(8, 1.05)],
     }
     assert cautious({ORDERS: [(10, 2)]}, share=0.5, slack=0.5) == {ORDERS: [(5, 2.5)]}
+    assert cautious({ORDERS: [(1, 1), (2, 1)]}, share=0.8, slack=0.05) == {ORDERS: [(1, 1.3), (1, 1.05)]}
 
 
 def test_rate_limits_refuse_with_the_wait_and_do_not_count_the_refused() -> None:

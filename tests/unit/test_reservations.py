@@ -26,7 +26,9 @@ def test_nothing_held_is_zero() -> None:
 
 def test_hold_returns_an_in_flight_hold() -> None:
     hold = Reservations().hold("A", INFY, D("1500.50"), 3)
-    assert hold == Hold("A", INFY, D("1500.50"), 3, settled_at=None)
+    expected = Hold("A", INFY, D("1500.50"), 3, settled_at=None)
+    assert [getattr(hold, f) for f in Hold.__slots__] == [getattr(expected, f) for f in Hold.__slots__]
+    assert hold != expected, "holds compare by identity: two equal claims are still two claims"
 
 
 def test_holds_add_up_funds_per_account_and_shares_per_instrument() -> None:

@@ -210,4 +210,11 @@ def test_status_message_lists_each_leg_with_rejection_reasons() -> None:
 
 def test_status_message_for_rejection_without_reason() -> None:
     message = aggregate(PARENT, [leg(1, S.REJECTED, 10)]).status_message
-    assert message == "1 leg: acct-1 REJECTED 0/10"
+    assert message == "1 leg: acct-1 REJECTED 0/10; 10 not placed: no account could take it"
+
+
+def test_status_message_says_how_much_no_account_took() -> None:
+    legs = [leg(1, S.FILLED, 6, 6, "100"), leg(2, S.REJECTED, 4, account="acct-2", message="not sent: down")]
+    view = aggregate(PARENT, legs)
+    assert view.status is S.CANCELLED and view.filled_quantity == 6
+    assert view.status_message.endswith("; 4 not placed: no account could take it")

@@ -104,7 +104,7 @@ def test_rate_limits_count_admitted_requests_per_window() -> None:
 
 def test_client_pacing_stays_inside_the_brokers_windows() -> None:
     client = cautious(KITE_LIMITS)
-    assert client["order"][0] == (8, 1.05) and client["quote"][0] == (1, 1.05)
+    assert client["order"][0] == (8, 1.05) and client["quote"][0] == (1, 1.3)
 
 
 def test_fault_plan_bursts_then_rates() -> None:

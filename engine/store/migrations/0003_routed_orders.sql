@@ -16,3 +16,11 @@ CREATE TABLE routed_orders (
     decisions       jsonb NOT NULL,  -- the first routing decision, then one per re-route
     created_at      timestamptz NOT NULL
 );
+
+-- One namespace of client order ids across plain and routed orders. Each insert claims its id here in
+-- the same statement; the primary key makes a concurrent claim of the same id wait and then lose.
+CREATE TABLE client_order_ids (
+    client_order_id text PRIMARY KEY,
+    order_id        text NOT NULL
+);
+INSERT INTO client_order_ids (client_order_id, order_id) SELECT client_order_id, order_id FROM orders;

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from engine.brokers.base import (
@@ -32,9 +32,11 @@ from engine.brokers.base import (
 from engine.brokers.pacing import OrderGate, order_windows
 from engine.brokers.session import LoginFlow
 from engine.domain import IllegalTransition, InstrumentId, Order, OrderRequest, OrderStatus
-from engine.domain.accounts import AccountSnapshot, AccountStatus, Submission
+from engine.domain.accounts import AccountSnapshot, AccountStatus, DayCount, Submission
 from engine.domain.ids import new_order_id
+from engine.domain.sessions import IST
 from engine.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceUnavailable
+from engine.ledger import day_pnl
 from engine.order_sync import apply_broker_view, settled_status
 from engine.routing import CircuitBreaker
 from engine.store.orders import DuplicateFill, OrderStore
@@ -49,6 +51,11 @@ DEFAULT_QUEUE_LIMIT = 100
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _today() -> date:
+    """The trading day, which is the IST date whatever the host's zone."""
+    return _now().astimezone(IST).date()
 
 
 def _same_order(order: Order, request: OrderRequest) -> bool:
@@ -95,9 +102,13 @@ class AccountRuntime:
         self._breaker = breaker or CircuitBreaker()
         self._error_rate = 0.0
         self._rate_limited = 0
+        self._orders_today = DayCount(_today())
 
     async def start(self) -> None:
         self._live = {o.order_id: o for o in await self._store.live_orders(self.account)}
+        today = _today()
+        midnight = datetime.combine(today, datetime.min.time(), tzinfo=IST)
+        self._orders_today = DayCount(today, await self._store.count_since(self.account, midnight))
         self._trade_ids = await self._store.trade_ids(self.account)
         for order in list(self._live.values()):
             if order.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_MODIFY):
@@ -121,6 +132,7 @@ class AccountRuntime:
             error_rate=round(self._error_rate, 4),
             queue_depth=self._gate.waiting,
             rate_limited=self._rate_limited,
+            orders_today=self._orders_today,
         )
 
     # -- broker login -----------------------------------------------------------------------------
@@ -261,7 +273,16 @@ class AccountRuntime:
         return self._submission(order, duplicate=True)
 
     def _submission(self, order: Order, unreached: bool = False, duplicate: bool = False) -> Submission:
-        return Submission(order, duplicate=duplicate, unreached=unreached, circuit=self._breaker.state)
+        """Every submission that is not a duplicate stored a new order, so it counts toward today's orders.
+
+        Counted when the reply leaves, not when the intent is stored: the gateway counts an order as in flight
+        until the reply arrives, and counting it here earlier would count it twice while it waits its turn.
+        """
+        if not duplicate:
+            today = _today()
+            self._orders_today = DayCount(today, self._orders_today.on(today) + 1)
+        circuit = self._breaker.state
+        return Submission(order, duplicate, unreached, circuit, orders_today=self._orders_today)
 
     async def last_price(self, instrument: InstrumentId) -> Decimal | None:
         """The broker's last traded price, for valuing a market order before it is routed."""
@@ -432,6 +453,7 @@ class AccountRuntime:
                 holdings=tuple(holdings),
                 positions=tuple(positions),
                 marks=marks,  # type: ignore[arg-type]
+                pnl_today=day_pnl(trades, marks, _today()),  # type: ignore[arg-type]
             )
 
     async def _fold(self, orders: list[BrokerOrder], trades: list[BrokerTrade]) -> None:

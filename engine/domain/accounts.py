@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
 from engine.brokers.base import BrokerPosition, Funds, Holding
 from engine.domain.instruments import InstrumentId
 from engine.domain.orders import Order
+from engine.domain.types import Product
 
 
 class AccountStatus(StrEnum):
@@ -25,6 +26,26 @@ class CircuitState(StrEnum):
     CLOSED = "CLOSED"
     OPEN = "OPEN"
     HALF_OPEN = "HALF_OPEN"
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    """Orders an account stored on one IST day. Counts reported at different moments are merged with
+    `latest`, so a stale report never lowers a newer one, and a count from yesterday never counts today."""
+
+    day: date
+    count: int = 0
+
+    def on(self, day: date) -> int:
+        return self.count if day == self.day else 0
+
+    def latest(self, other: DayCount) -> DayCount:
+        if other.day != self.day:
+            return other if other.day > self.day else self
+        return other if other.count > self.count else self
+
+
+NO_COUNT = DayCount(date.min)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +68,16 @@ class AccountSnapshot:
     error_rate: float = 0.0  # moving average of submissions that failed or were refused
     queue_depth: int = 0  # orders waiting for their pacing turn
     rate_limited: int = 0  # 429 answers received since start; pacing should keep it at 0
+    pnl_today: Decimal = Decimal(0)  # today's trades marked to market (engine.ledger.day_pnl), before charges
+    orders_today: DayCount = NO_COUNT  # orders placed today, counted when the snapshot was taken
+
+    def deliverable(self, instrument: InstrumentId) -> int:
+        """Shares a delivery (CNC) sell may draw on: holdings plus today's CNC position. Signed, because
+        Kite keeps sold holdings in `quantity` until settlement and shows the sale as a negative CNC position;
+        the simulators shrink the holding instead and never go negative, so both read right."""
+        held = sum(h.quantity for h in self.holdings if h.instrument == instrument)
+        cnc = (p.quantity for p in self.positions if p.instrument == instrument and p.product is Product.CNC)
+        return held + sum(cnc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +88,4 @@ class Submission:
     duplicate: bool = False  # the client_order_id was seen before; nothing was sent
     unreached: bool = False  # certainly never reached the broker: the order may go to another account
     circuit: CircuitState = CircuitState.CLOSED  # the account's circuit right after
+    orders_today: DayCount = NO_COUNT  # the account's count right after this submission

@@ -1,6 +1,7 @@
 """Pure FIFO PnL ledger: fills in, position snapshots out; no I/O so it runs anywhere."""
 
 from engine.ledger.book import ConsolidatedPosition, Ledger, MarkedPosition, consolidate, mark
+from engine.ledger.day import day_pnl
 from engine.ledger.fifo import Lot, PositionBook, PositionState
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "PositionBook",
     "PositionState",
     "consolidate",
+    "day_pnl",
     "mark",
 ]

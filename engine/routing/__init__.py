@@ -3,7 +3,7 @@
 from engine.routing.candidates import Candidate, OrderShape, Reserved, candidate, capacity
 from engine.routing.circuit import CircuitBreaker
 from engine.routing.decision import CandidateReport, NoRoute, RouteDecision, RoutingMode, route, standard
-from engine.routing.reservations import Hold, Reservations
+from engine.routing.reservations import Hold, Reservations, claim
 from engine.routing.scoring import RoutingWeights, Scores
 from engine.routing.split import Leg, Option, fewest_legs, slices, split
 
@@ -24,6 +24,7 @@ __all__ = [
     "Scores",
     "candidate",
     "capacity",
+    "claim",
     "fewest_legs",
     "route",
     "slices",

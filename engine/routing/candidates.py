@@ -50,14 +50,6 @@ class Candidate:
     preference: float = 1.0
 
 
-def _shares_held(snapshot: AccountSnapshot, instrument: InstrumentId) -> int:
-    held = sum(h.quantity for h in snapshot.holdings if h.instrument == instrument)
-    bought_today = sum(
-        p.quantity for p in snapshot.positions if p.instrument == instrument and p.product is Product.CNC
-    )
-    return held + max(0, bought_today)
-
-
 def _position(snapshot: AccountSnapshot, instrument: InstrumentId, product: Product) -> int:
     return sum(p.quantity for p in snapshot.positions if p.instrument == instrument and p.product is product)
 
@@ -66,7 +58,7 @@ def capacity(snapshot: AccountSnapshot, order: OrderShape, reserved: Reserved) -
     """Units of `order` the account can take now, and why none when it is 0."""
     lot = order.lot_size
     if order.product is Product.CNC and order.side is Side.SELL:
-        shares = _shares_held(snapshot, order.instrument) - reserved.shares
+        shares = snapshot.deliverable(order.instrument) - reserved.shares
         units = max(0, shares) // lot * lot
         return units, "" if units else f"holds no {order.instrument} to sell for delivery (CNC)"
     net = _position(snapshot, order.instrument, order.product)

@@ -22,7 +22,8 @@ from engine.brokers.base import Ambiguous, BrokerOrder, PlaceRequest, Unavailabl
 from engine.brokers.pacing import OrderGate, OrderQueueFull
 from engine.brokers.paper import PaperBroker
 from engine.domain import InstrumentId, OrderRequest, OrderStatus, OrderType, Product, Side
-from engine.domain.accounts import CircuitState
+from engine.domain.accounts import CircuitState, DayCount
+from engine.domain.sessions import IST
 from engine.errors import FailedPrecondition, ServiceUnavailable
 from engine.instrument_master import InstrumentMaster
 from engine.routing import CircuitBreaker
@@ -224,3 +225,27 @@ async def test_orders_are_paced_under_the_account_rate(build) -> None:
     assert len(stamps) == 10
     busiest = max(sum(1 for t in stamps if start <= t < start + 1.0) for start in stamps)
     assert busiest <= 4, f"{busiest} orders reached the broker within one second; the limit is 4"
+
+
+async def test_orders_today_counts_each_stored_order_once_and_survives_a_restart(runtime) -> None:
+    rt, broker, store = runtime
+    today = datetime.now(UTC).astimezone(IST).date()
+    first = await rt.submit(_request(rt.account, f"{rt.account}-n1"))
+    again = await rt.submit(_request(rt.account, f"{rt.account}-n1"))
+    broker.fail_next = "refused"
+    refused = await rt.submit(_request(rt.account, f"{rt.account}-n2"))  # stored, then rejected: it counts
+    assert [s.orders_today.on(today) for s in (first, again, refused)] == [1, 1, 2]
+    assert rt.snapshot().orders_today == refused.orders_today
+
+    await rt.sync()
+    filled = await store.get(first.order.order_id)
+    assert filled is not None and filled.average_price is not None
+    mark = rt.snapshot().marks[filled.instrument]
+    assert rt.snapshot().pnl_today == filled.filled_quantity * (mark - filled.average_price)
+
+    restarted = AccountRuntime(rt.account, "paper", broker, store, sync_interval=60)
+    await restarted.start()
+    try:
+        assert restarted.snapshot().orders_today == DayCount(today, 2)
+    finally:
+        await restarted.stop()

@@ -25,7 +25,7 @@ def test_nothing_held_is_zero() -> None:
 
 
 def test_hold_returns_an_in_flight_hold() -> None:
-    hold = Reservations().hold("A", INFY, D("1500.50"), 3)
+    hold = Reservations().hold(Hold("A", INFY, D("1500.50"), 3))
     expected = Hold("A", INFY, D("1500.50"), 3, settled_at=None)
     assert [getattr(hold, f) for f in Hold.__slots__] == [getattr(expected, f) for f in Hold.__slots__]
     assert hold != expected, "holds compare by identity: two equal claims are still two claims"
@@ -33,10 +33,10 @@ def test_hold_returns_an_in_flight_hold() -> None:
 
 def test_holds_add_up_funds_per_account_and_shares_per_instrument() -> None:
     r = Reservations()
-    r.hold("A", INFY, D("1000.25"), 2)
-    r.hold("A", INFY, D("500"), 5)
-    r.hold("A", TCS, D("300"), 7)
-    r.hold("B", INFY, D("9999"), 11)
+    r.hold(Hold("A", INFY, D("1000.25"), 2))
+    r.hold(Hold("A", INFY, D("500"), 5))
+    r.hold(Hold("A", TCS, D("300"), 7))
+    r.hold(Hold("B", INFY, D("9999"), 11))
 
     # Funds count every instrument of the account; shares only the asked-for instrument.
     assert r.reserved("A", INFY, None) == Reserved(funds=D("1800.25"), shares=7)
@@ -48,8 +48,8 @@ def test_holds_add_up_funds_per_account_and_shares_per_instrument() -> None:
 
 def test_settle_with_none_drops_the_hold_at_once() -> None:
     r = Reservations()
-    kept = r.hold("A", INFY, D("100"), 1)
-    dropped = r.hold("A", INFY, D("40"), 4)
+    kept = r.hold(Hold("A", INFY, D("100"), 1))
+    dropped = r.hold(Hold("A", INFY, D("40"), 4))
     r.settle(dropped, None)
     assert r.reserved("A", INFY, None) == Reserved(funds=D("100"), shares=1)
     r.settle(kept, None)
@@ -58,7 +58,7 @@ def test_settle_with_none_drops_the_hold_at_once() -> None:
 
 def test_settle_with_a_time_marks_the_hold_but_keeps_it() -> None:
     r = Reservations()
-    hold = r.hold("A", INFY, D("100"), 1)
+    hold = r.hold(Hold("A", INFY, D("100"), 1))
     r.settle(hold, at(10))
     assert hold.settled_at == at(10)
     assert r.reserved("A", INFY, None) == Reserved(funds=D("100"), shares=1)
@@ -66,7 +66,7 @@ def test_settle_with_a_time_marks_the_hold_but_keeps_it() -> None:
 
 def test_settled_hold_stays_until_a_later_snapshot_then_disappears() -> None:
     r = Reservations()
-    hold = r.hold("A", INFY, D("100"), 1)
+    hold = r.hold(Hold("A", INFY, D("100"), 1))
     r.settle(hold, at(10))
 
     # Funds read before or exactly at the acknowledgement do not include the order yet.
@@ -81,16 +81,16 @@ def test_settled_hold_stays_until_a_later_snapshot_then_disappears() -> None:
 
 def test_in_flight_hold_never_disappears_on_a_snapshot() -> None:
     r = Reservations()
-    r.hold("A", INFY, D("100"), 1)
+    r.hold(Hold("A", INFY, D("100"), 1))
     for seconds in (0, 60, 86_400, 10 * 86_400):
         assert r.reserved("A", INFY, at(seconds)) == Reserved(funds=D("100"), shares=1)
 
 
 def test_snapshot_forgets_only_holds_settled_before_it() -> None:
     r = Reservations()
-    early = r.hold("A", INFY, D("100"), 1)
-    late = r.hold("A", INFY, D("20"), 2)
-    r.hold("A", TCS, D("3"), 4)  # still in flight
+    early = r.hold(Hold("A", INFY, D("100"), 1))
+    late = r.hold(Hold("A", INFY, D("20"), 2))
+    r.hold(Hold("A", TCS, D("3"), 4))  # still in flight
     r.settle(early, at(1))
     r.settle(late, at(20))
 
@@ -102,8 +102,8 @@ def test_snapshot_forgets_only_holds_settled_before_it() -> None:
 
 def test_snapshot_of_one_account_leaves_other_accounts_holds() -> None:
     r = Reservations()
-    a = r.hold("A", INFY, D("100"), 1)
-    b = r.hold("B", INFY, D("200"), 2)
+    a = r.hold(Hold("A", INFY, D("100"), 1))
+    b = r.hold(Hold("B", INFY, D("200"), 2))
     r.settle(a, at(1))
     r.settle(b, at(1))
 
@@ -114,8 +114,17 @@ def test_snapshot_of_one_account_leaves_other_accounts_holds() -> None:
 
 def test_funds_at_none_keeps_even_long_settled_holds() -> None:
     r = Reservations()
-    hold = r.hold("A", INFY, D("100"), 1)
+    hold = r.hold(Hold("A", INFY, D("100"), 1))
     r.settle(hold, at(-3600))
     for _ in range(3):
         assert r.reserved("A", INFY, None) == Reserved(funds=D("100"), shares=1)
     assert r.reserved("A", INFY, at(0)) == Reserved(funds=D(0), shares=0)
+
+
+def test_dropping_a_hold_twice_is_harmless() -> None:
+    r = Reservations()
+    hold = r.hold(Hold("A", INFY, D("100"), 1, quantity=1, price=D(100)))
+    assert r.unsynced("A", None) == (hold,)
+    r.settle(hold, None)
+    r.settle(hold, None)  # e.g. a caller dropping every hold it never heard back about
+    assert r.unsynced("A", None) == () and r.reserved("A", INFY, None) == Reserved(funds=D(0), shares=0)

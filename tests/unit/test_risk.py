@@ -6,7 +6,7 @@ import pickle
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -210,7 +210,16 @@ RULE_CASES: list[Any] = [
         "tick_size",
         id="trigger-off-tick",
     ),
+    pytest.param(RiskLimits(), {"price": D("0.10")}, {}, None, id="price-one-tick"),
     pytest.param(RiskLimits(), {"price": D(0)}, {}, "price", id="price-zero"),
+    pytest.param(
+        RiskLimits(),
+        {"order_type": OrderType.SL_M, "price": None, "trigger_price": D(0)},
+        {},
+        "price",
+        id="trigger-zero",
+    ),
+    pytest.param(RiskLimits(), {"quantity": 1}, {}, None, id="quantity-one"),
     pytest.param(RiskLimits(), {"quantity": 0}, {}, "quantity", id="quantity-zero"),
 ]
 
@@ -309,6 +318,19 @@ def test_sessions_rule(now: datetime, closed: bool) -> None:
     else:
         check(limits, now=now)
     check(RiskLimits(enforce_sessions=False), now=now)
+
+
+@pytest.mark.parametrize(
+    ("at", "closed"),
+    [(time(9, 14, 59), True), (time(9, 15), False), (time(15, 29, 59), False), (time(15, 30), True)],
+    ids=str,
+)
+def test_sessions_rule_at_the_opening_and_closing_bells(at: time, closed: bool) -> None:
+    now = datetime.combine(TRADING_MORNING.date(), at, tzinfo=IST)
+    if closed:
+        refused_by("enforce_sessions", RiskLimits(enforce_sessions=True), now=now)
+    else:
+        check(RiskLimits(enforce_sessions=True), now=now)
 
 
 def test_sessions_rule_rejects_a_naive_time() -> None:

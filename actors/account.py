@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,10 +12,13 @@ from engine.account import AccountRuntime
 from engine.brokers.base import ModifyRequest
 from engine.brokers.factory import build_adapter, build_auto_login
 from engine.brokers.pacing import OrderGate, order_windows
-from engine.config import AccountSettings, RoutingSettings
+from engine.config import AccountSettings, RoutingSettings, SecuritySettings
 from engine.domain import InstrumentId, Order, OrderRequest
 from engine.domain.accounts import AccountSnapshot, Submission
 from engine.routing import CircuitBreaker
+from engine.security import redaction
+from engine.security.credentials import reveal_account
+from engine.security.secrets import SecretBox, load_key
 from engine.sim.config import MarketSettings
 from engine.store.database import create_pool
 from engine.store.orders import OrderStore
@@ -32,21 +34,31 @@ class AccountActor:
     """Order submission is never retried by Ray (max_task_retries=0): a retry could send twice."""
 
     def __init__(
-        self, account: AccountSettings, market: MarketSettings, routing: RoutingSettings, data_dir: str, dsn: str
+        self,
+        account: AccountSettings,
+        market: MarketSettings,
+        routing: RoutingSettings,
+        data_dir: str,
+        dsn: str,
+        security: SecuritySettings,
     ) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        """`security` says where the key is; the key itself never travels as an argument through Ray."""
+        redaction.install_process()
         self._account = account
         self._market = market
         self._routing = routing
         self._data_dir = Path(data_dir)
         self._dsn = dsn
+        self._security = security
         self._runtime: AccountRuntime | None = None
 
     async def start(self) -> None:
         if self._runtime is not None:
             return
+        box = SecretBox(load_key(self._security.key_path(self._data_dir), self._security.key_env))
+        account = reveal_account(self._account, box)
         pool = await create_pool(self._dsn, 4)
-        adapter = build_adapter(self._account, self._market, self._data_dir)
+        adapter = build_adapter(account, self._market, self._data_dir)
         pace = order_windows(self._account.orders_per_second, adapter.order_limits)
         runtime = AccountRuntime(
             self._account.id,
@@ -54,8 +66,8 @@ class AccountActor:
             adapter,
             OrderStore(pool),
             self._account.sync_interval_seconds,
-            sessions=SessionStore(pool),
-            auto_login=build_auto_login(self._account),
+            sessions=SessionStore(pool, box),
+            auto_login=build_auto_login(account),
             gate=OrderGate(self._account.id, pace, self._account.order_queue_limit, _utc_now),
             breaker=CircuitBreaker(self._routing.circuit_failures, self._routing.circuit_reset_seconds),
         )

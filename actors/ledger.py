@@ -12,6 +12,7 @@ from collections.abc import Collection
 import ray
 
 from engine.ledger import Ledger, PositionState
+from engine.security import redaction
 from engine.store.database import create_pool
 from engine.store.orders import OrderStore
 
@@ -19,6 +20,7 @@ from engine.store.orders import OrderStore
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class LedgerActor:
     def __init__(self, dsn: str) -> None:
+        redaction.install_process()
         self._dsn = dsn
         self._store: OrderStore | None = None
         self._ledger = Ledger()

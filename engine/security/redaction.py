@@ -13,6 +13,7 @@ import re
 import threading
 
 REDACTED = "[REDACTED]"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MIN_SECRET_LENGTH = 6  # shorter strings occur in ordinary text, and redacting them would mangle the log
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -94,3 +95,25 @@ def install(logger: logging.Logger | None = None, redactor: RedactSecrets | None
         if redactor not in handler.filters:
             handler.addFilter(redactor)
     return redactor
+
+
+PROCESS_REDACTOR = RedactSecrets()  # one per process: logging is process-wide, and so is the set of secrets
+
+
+def register(secret: str) -> None:
+    """Redact ``secret`` from this process's logs, wherever in the process it was loaded or received."""
+    PROCESS_REDACTOR.register(secret)
+
+
+def install_process(level: int | str = logging.INFO) -> RedactSecrets:
+    """Redact everything this process logs: the root logger's handlers and Ray's own (which does not propagate).
+
+    A root logger without handlers gets a stderr one first (``level``, ``LOG_FORMAT``): a Ray worker starts with
+    none, and records would then go to logging's last-resort handler, which no filter reaches.
+    """
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    install(redactor=PROCESS_REDACTOR)
+    ray_logger = logging.getLogger("ray")
+    if ray_logger.handlers:
+        install(ray_logger, PROCESS_REDACTOR)
+    return PROCESS_REDACTOR

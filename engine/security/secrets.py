@@ -126,6 +126,20 @@ def create_key_file(path: Path) -> bytes:
     return key
 
 
+def load_or_create_key(key_file: Path, env_var: str) -> tuple[bytes, bool]:
+    """The key as ``load_key`` finds it, or a new key file when neither exists; True when it was created now.
+
+    Only an absent file is created: a file that exists but cannot be loaded (bad mode, wrong length) is an
+    error, since replacing it would lose every secret encrypted under it.
+    """
+    if os.environ.get(env_var) or key_file.exists():
+        return load_key(key_file, env_var), False
+    try:
+        return create_key_file(key_file), True
+    except FileExistsError:  # another process (a CLI command, a second daemon) created it first
+        return load_key(key_file, env_var), False
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make the new directory entry durable, so the key survives a power cut right after start-up."""
     fd = os.open(directory, os.O_RDONLY)

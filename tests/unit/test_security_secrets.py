@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.security.secrets import SecretBox, SecretError, create_key_file, load_key
+from engine.security.secrets import SecretBox, SecretError, create_key_file, load_key, load_or_create_key
 
 CONTEXT = "account:ZD0001:access_token"
 ENV = "TM_TEST_SECRET_KEY"
@@ -138,3 +138,28 @@ def test_missing_key_names_both_sources(tmp_path: Path, monkeypatch: pytest.Monk
         load_key(None, ENV)
     with pytest.raises(SecretError, match=f"does not exist \\(and {ENV} is not set\\)"):
         load_key(tmp_path / "absent.key", ENV)
+
+
+def test_first_start_creates_the_key_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    path = tmp_path / "data" / "secret.key"
+    key, created = load_or_create_key(path, ENV)
+    assert created and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_key(path, ENV) == (key, False)
+
+
+def test_environment_key_creates_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = os.urandom(32)
+    monkeypatch.setenv(ENV, base64.b64encode(key).decode())
+    assert load_or_create_key(tmp_path / "secret.key", ENV) == (key, False)
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_unloadable_key_file_is_refused_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    path = tmp_path / "secret.key"
+    path.write_text("c2hvcnQ=\n")
+    path.chmod(0o600)
+    with pytest.raises(SecretError, match="decodes to 5 bytes"):
+        load_or_create_key(path, ENV)
+    assert path.read_text() == "c2hvcnQ=\n"

@@ -16,7 +16,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from engine.brokers.pacing import SEBI_ORDERS_PER_SECOND
+from engine.paths import ADMIN_TOKEN_NAME, default_data_dir
+from engine.risk import RiskLimits, effective_limits
 from engine.routing import RoutingMode, RoutingWeights
+from engine.security.tls import check_server_tls
 from engine.settings_base import StrictModel, describe_errors
 from engine.sim.config import BookSettings, MarketSettings
 
@@ -38,8 +41,18 @@ class ServerSettings(StrictModel):
     listen: str = "127.0.0.1:50051"
     metrics_listen: str = Field("127.0.0.1:9464", description="empty disables the Prometheus endpoint")
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
+    tls_cert_file: Path | None = Field(None, description="PEM certificate (chain); with tls_key_file: serve TLS")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file, unencrypted, mode 600")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA(s); set: clients must present a certificate signed by one (mutual TLS)"
+    )
 
     _listen = field_validator("listen", "metrics_listen")(_check_listen)
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> ServerSettings:
+        check_server_tls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
+        return self
 
 
 class DatabaseSettings(StrictModel):
@@ -57,14 +70,14 @@ class SimLoginSettings(StrictModel):
     """Log in through a simulator's login form by itself (demo and tests; real brokers need a person)."""
 
     user_id: str
-    password: str = "sim"
+    password: str = Field("sim", description="or its enc:v1: form from `trademaster secrets encrypt`")
 
 
 class ConnectionSettings(StrictModel):
     """How to reach a real broker account (or a `trademaster sim` standing in for the broker)."""
 
     api_key: str = Field("", description="Kite api_key / Upstox client_id of your developer app")
-    api_secret: str = Field("", description="the app's secret; prefer api_secret_env")
+    api_secret: str = Field("", description="the app's secret, or its `trademaster secrets encrypt` enc:v1: form")
     api_secret_env: str = Field("", description="name of an environment variable holding the app's secret")
     redirect_url: str = Field("http://127.0.0.1:8765/callback", description="the app's registered redirect URL")
     simulator_url: str = Field("", description="talk to a `trademaster sim` at this URL instead of the broker")
@@ -88,6 +101,27 @@ class RoutingSettings(StrictModel):
     circuit_reset_seconds: float = Field(10.0, ge=0.1, le=3600, description="how long a circuit stays open")
 
 
+class SecuritySettings(StrictModel):
+    """API tokens and their limits, and where the key that encrypts broker credentials at rest comes from."""
+
+    key_file: Path | None = Field(None, description="base64 of 32 random bytes, mode 0600 (<data_dir>/secret.key)")
+    key_env: str = Field("TRADEMASTER_SECRET_KEY", description="environment variable with the key; wins over the file")
+    admin_token_file: Path | None = Field(
+        None, description="where the first start writes the admin token (mode 0600); empty: <data_dir>/admin.token"
+    )
+    api_requests_per_second: float = Field(100.0, gt=0, le=100_000, description="average calls one API token may make")
+    api_burst: int = Field(200, ge=1, le=100_000, description="calls one API token may make at once above the average")
+    token_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="how long a verified token is trusted before its row is read again"
+    )
+
+    def key_path(self, data_dir: Path) -> Path:
+        return self.key_file or data_dir / "secret.key"
+
+    def admin_token_path(self, data_dir: Path) -> Path:
+        return self.admin_token_file or data_dir / ADMIN_TOKEN_NAME
+
+
 _NAME_RULE = "1-40 characters of letters, digits, '_', '.', '-', starting with a letter or digit"
 
 
@@ -106,6 +140,7 @@ class AccountSettings(StrictModel):
     sync_interval_seconds: float = Field(1.0, ge=0.05, le=60)
     paper: BookSettings = Field(default_factory=BookSettings)
     connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
+    risk: RiskLimits = Field(default_factory=RiskLimits, description="this account's limits, over its groups'")
 
     @field_validator("id")
     @classmethod
@@ -144,22 +179,22 @@ class AccountSettings(StrictModel):
         return f"{name}-sim" if self.connection.simulator_url else name
 
 
-def _default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "trademaster"
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRADEMASTER_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
-    data_dir: Path = Field(default_factory=_default_data_dir)
+    data_dir: Path = Field(default_factory=default_data_dir)
     server: ServerSettings = Field(default_factory=ServerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     paper: MarketSettings = Field(default_factory=MarketSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     accounts: list[AccountSettings] = Field(
         default_factory=list, description="empty: the demo, three accounts at two simulated brokers"
+    )
+    risk: RiskLimits = Field(default_factory=RiskLimits, description="pre-trade limits of every account")
+    group_risk: dict[str, RiskLimits] = Field(
+        default_factory=dict, description="limits per account group, over the global ones, in the account's group order"
     )
 
     @classmethod
@@ -182,6 +217,9 @@ class Settings(BaseSettings):
             raise ValueError(f"accounts: duplicate id {', '.join(dupes)}")
         if sum(a.default for a in self.accounts) > 1:
             raise ValueError("accounts: more than one account has default = true")
+        unknown = sorted(set(self.group_risk) - set(self.groups()))
+        if unknown:
+            raise ValueError("; ".join(f"group_risk.{g}: no account is in group {g!r}" for g in unknown))
         return self
 
     def groups(self) -> dict[str, list[str]]:
@@ -191,6 +229,13 @@ class Settings(BaseSettings):
             for group in account.groups:
                 found.setdefault(group, []).append(account.id)
         return found
+
+    def risk_limits(self) -> dict[str, RiskLimits]:
+        """Each account's limits: global, then its groups in the order its `groups` lists them, then its own."""
+        return {
+            a.id: effective_limits(self.risk, [self.group_risk[g] for g in a.groups if g in self.group_risk], a.risk)
+            for a in self.accounts
+        }
 
     @property
     def default_account(self) -> str | None:

@@ -19,18 +19,27 @@ from prometheus_client import start_http_server
 
 from actors.account import AccountActor
 from actors.ledger import LedgerActor
+from engine.admin_token import ensure_admin
+from engine.api.auth import Authenticator, AuthInterceptor
 from engine.api.events import EventHub
 from engine.api.gateway import AccountHandle, Gateway
 from engine.api.placement import Placement
+from engine.api.security import SecurityService
 from engine.api.server import build_server, mark_serving
-from engine.config import Settings
+from engine.config import ServerSettings, Settings
 from engine.demo import demo_accounts, demo_simulators
 from engine.instrument_master import InstrumentMaster
+from engine.security.credentials import register_plaintext
+from engine.security.rate_limit import RateLimiter
+from engine.security.secrets import SecretBox, load_or_create_key
 from engine.sim.launcher import SimProcess
+from engine.store.audit import AuditLog
 from engine.store.database import EmbeddedPostgres, create_pool
 from engine.store.migrate import migrate
 from engine.store.orders import OrderStore
 from engine.store.routed import RoutedOrderStore
+from engine.store.sessions import SessionStore
+from engine.store.users import UserStore
 
 log = logging.getLogger("trademaster")
 
@@ -50,23 +59,49 @@ def _split(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _serve_metrics(server: ServerSettings) -> None:
+    """Prometheus scrapes under the API's TLS rules: its certificate and, with a client CA, a client certificate.
+
+    The metrics name accounts and show their order flow, so they get the same protection as the API.
+    """
+    host, port = _split(server.metrics_listen)
+    cert, key, client_ca = (
+        str(path) if path else None for path in (server.tls_cert_file, server.tls_key_file, server.tls_client_ca_file)
+    )
+    start_http_server(
+        port, addr=host, certfile=cert, keyfile=key, client_cafile=client_ca, client_auth_required=bool(client_ca)
+    )
+
+
 def _start_ray(settings: Settings) -> None:
     address = settings.ray.address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        ray.init(address=address, namespace=settings.ray.namespace, log_to_driver=False)
+        context = ray.init(address=address, namespace=settings.ray.namespace, log_to_driver=False)
     else:
-        ray.init(
+        context = ray.init(
             num_cpus=settings.ray.num_cpus,
             namespace=settings.ray.namespace,
             include_dashboard=False,
             log_to_driver=False,
         )
-    log.info("Ray ready (%s)", address or "local")
+    log.info("Ray ready (%s); actor logs under %s", address or "local", context.address_info["session_dir"])
 
 
-async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
+def _secret_box(settings: Settings) -> SecretBox:
+    """The key for broker credentials at rest, created on the first start; raises SecretError if unusable."""
+    key_file = settings.security.key_path(settings.data_dir)
+    key, created = load_or_create_key(key_file, settings.security.key_env)
+    if created:
+        log.warning("created the key for broker credentials at %s; back it up: without it they are lost", key_file)
+    return SecretBox(key)
+
+
+async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, new_admin_token: bool) -> None:
     pool = await create_pool(dsn, settings.database.pool_size)
     await migrate(pool)
+    encrypted = await SessionStore(pool, box).encrypt_plaintext()
+    if encrypted:
+        log.info("encrypted %d broker session tokens an older version stored in plaintext", encrypted)
     store = OrderStore(pool)
 
     ledger = LedgerActor.options(name="ledger").remote(dsn)
@@ -74,7 +109,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
     handles = []
     for account in settings.accounts:
         actor = AccountActor.options(name=f"account:{account.id}").remote(
-            account, settings.paper, settings.routing, str(settings.data_dir), dsn
+            account, settings.paper, settings.routing, str(settings.data_dir), dsn, settings.security
         )
         res.actors.append(actor)
         handles.append(AccountHandle(account, actor))
@@ -86,15 +121,26 @@ async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
     await gateway.start()
     await hub.start()
     routed = RoutedOrderStore(pool)
-    placement = Placement(gateway, routed, settings.routing, settings.groups())
-    server, health = build_server(gateway, hub, placement, routed, settings.server.listen)
+    placement = Placement(gateway, routed, settings.routing, settings.groups(), settings.risk_limits())
+    users = UserStore(pool)
+    token_file = settings.security.admin_token_path(settings.data_dir)
+    first_token = await ensure_admin(users, token_file, renew=new_admin_token)
+    audit = AuditLog(pool)
+    await audit.start()
+    authenticator = Authenticator(users, settings.security.token_cache_seconds)
+    limiter = RateLimiter(settings.security.api_requests_per_second, settings.security.api_burst)
+    security = SecurityService(users, authenticator, audit, list(gateway.accounts))
+    server, health = build_server(
+        gateway, hub, placement, routed, security, AuthInterceptor(authenticator, limiter, audit), settings.server
+    )
     await server.start()
     await mark_serving(health)
     if settings.server.metrics_listen:
-        host, port = _split(settings.server.metrics_listen)
-        start_http_server(port, addr=host)
+        _serve_metrics(settings.server)
     log.info("serving gRPC on %s", settings.server.listen)
     print(f"trademaster: serving on {settings.server.listen}", flush=True)
+    if first_token:
+        print(f"trademaster: admin API token, shown once (the CLI reads {token_file}): {first_token}", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -106,6 +152,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources) -> None:
     await health.enter_graceful_shutdown()
     await server.stop(settings.server.shutdown_grace_seconds)
     await hub.stop()
+    await audit.stop()
     await gateway.stop()
     await asyncio.gather(*(h.actor.stop.remote() for h in handles), return_exceptions=True)
     await pool.close()
@@ -122,20 +169,22 @@ def _start_demo(settings: Settings, res: _Resources) -> Settings:
     return settings.model_copy(update={"accounts": demo_accounts(urls)})
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, new_admin_token: bool = False) -> None:
     """Run the daemon until SIGINT or SIGTERM."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    box = _secret_box(settings)  # before anything starts, so a bad key stops the daemon cleanly
     res = _Resources()
     try:
         if not settings.accounts:
             settings = _start_demo(settings, res)
+        register_plaintext(settings.accounts)
         dsn = settings.database.url
         if not dsn:
             res.embedded = EmbeddedPostgres.start(settings.data_dir)
             dsn = res.embedded.dsn
         _start_ray(settings)
         res.ray_started = True
-        uvloop.run(_serve(settings, dsn, res))
+        uvloop.run(_serve(settings, dsn, res, box, new_admin_token))
     finally:
         for actor in reversed(res.actors):
             with contextlib.suppress(Exception):

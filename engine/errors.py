@@ -30,3 +30,11 @@ class ServiceUnavailable(ApiError):
 
 class ResourceExhausted(ApiError):
     """Too much at once: a queue or a rate limit is full; nothing was done."""
+
+
+class Unauthenticated(ApiError):
+    """The caller presented no valid API token."""
+
+
+class PermissionDenied(ApiError):
+    """The caller is known but its role or its accounts do not cover this request."""

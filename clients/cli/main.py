@@ -11,6 +11,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -18,11 +19,13 @@ import grpc
 import typer
 
 from clients.cli import render
-from clients.python import DEFAULT_SERVER, Client
+from clients.python import DEFAULT_SERVER, Client, TlsOptions
 from engine.api import convert
 from engine.domain import OrderStatus, OrderType, Product, Side
+from engine.paths import ADMIN_TOKEN_NAME, default_data_dir
 from engine.routing import RoutingMode
-from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2
+from engine.security.credentials import ConfigSecret
+from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2, security_pb2
 
 app = typer.Typer(help="TradeMaster Orchestrator: many broker accounts, one trading book.", no_args_is_help=True)
 order_app = typer.Typer(help="Place, change and inspect orders.", no_args_is_help=True)
@@ -36,6 +39,71 @@ _MODES = {
 
 ServerOpt = Annotated[str, typer.Option("--server", envvar="TRADEMASTER_ADDRESS", help="Daemon address HOST:PORT.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API response as JSON.")]
+
+
+@dataclass
+class _Connection:
+    """How client commands reach the daemon, from the options before the command."""
+
+    token: str | None = None
+    token_file: Path | None = None
+    tls: TlsOptions | None = None
+
+
+_CONNECTION = _Connection()
+
+
+@app.callback()
+def connection(
+    token: Annotated[
+        str | None, typer.Option(envvar="TRADEMASTER_TOKEN", help="API token (tm_...). Default: from --token-file.")
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TRADEMASTER_TOKEN_FILE", help="File holding the API token. Default: admin.token in the data dir."
+        ),
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(envvar="TRADEMASTER_TLS_CA", help="CA certificate: connect with TLS, trusting it.")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(envvar="TRADEMASTER_TLS_CERT", help="Client certificate, for mutual TLS.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(envvar="TRADEMASTER_TLS_KEY", help="Client key, for mutual TLS.")
+    ] = None,
+    tls_server_name: Annotated[
+        str | None,
+        typer.Option(envvar="TRADEMASTER_TLS_SERVER_NAME", help="Check the daemon's certificate for this name."),
+    ] = None,
+) -> None:
+    """Options for every command that talks to the daemon; give them before the command."""
+    _CONNECTION.token = token
+    _CONNECTION.token_file = token_file
+    if tls_ca or tls_cert or tls_key or tls_server_name:
+        try:
+            _CONNECTION.tls = TlsOptions(tls_ca, tls_cert, tls_key, tls_server_name)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+
+def _token() -> str | None:
+    """--token, else the token file; without either the daemon's answer says what is missing."""
+    if _CONNECTION.token:
+        return _CONNECTION.token
+    path = _CONNECTION.token_file or default_data_dir() / ADMIN_TOKEN_NAME
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        if _CONNECTION.token_file is not None:
+            typer.echo(f"error: token file {path} does not exist", err=True)
+            raise typer.Exit(2) from None
+        return None
+
+
+def _client(server: str) -> Client:
+    return Client(server, token=_token(), tls=_CONNECTION.tls)
 
 
 def _rpc_errors(fn: F) -> F:
@@ -57,18 +125,27 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="TOML config file (see README).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Where the embedded database and paper state live.")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    new_admin_token: Annotated[
+        bool, typer.Option("--new-admin-token", help="Give user admin a new token (lost token); print it once.")
+    ] = False,
 ) -> None:
     """Run the daemon in the foreground until Ctrl-C or SIGTERM."""
     from engine.config import ConfigError, load_settings  # the daemon's imports stay out of client commands
     from engine.daemon import run
+    from engine.security.redaction import install_process
+    from engine.security.secrets import SecretError
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_process(log_level.upper())
     try:
         settings = load_settings(config, data_dir)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    run(settings)
+    try:
+        run(settings, new_admin_token)
+    except SecretError as exc:  # the key cannot be loaded, or a config secret does not decrypt with it
+        typer.echo(f"error: {getattr(exc, 'cause', exc)}", err=True)  # an actor's error carries the original
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -93,6 +170,46 @@ def sim(
     serve_sim(settings, host, port, state_dir)
 
 
+secrets_app = typer.Typer(help="Broker credentials for the config file, encrypted at rest.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("encrypt")
+def secrets_encrypt(
+    account: Annotated[str, typer.Option(help="The account the secret belongs to; it decrypts for no other.")],
+    field: Annotated[
+        ConfigSecret, typer.Option(help="api_secret (or the variable api_secret_env names), or sim_login's password.")
+    ],
+    config: Annotated[Path | None, typer.Option(help="The daemon's TOML config ([security] names the key).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="The daemon's data dir (its secret.key by default).")] = None,
+) -> None:
+    """Print the enc:v1: form of a secret read from stdin or a hidden prompt, to paste into the config file.
+
+    Uses the daemon's key, and creates it (mode 0600) if the daemon has not started yet.
+    """
+    from engine.config import ConfigError, load_settings
+    from engine.security.credentials import encrypt_config_value
+    from engine.security.secrets import SecretBox, SecretError, load_or_create_key
+
+    try:
+        settings = load_settings(config, data_dir)
+        key_file = settings.security.key_path(settings.data_dir)
+        key, created = load_or_create_key(key_file, settings.security.key_env)
+    except (ConfigError, SecretError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if created:
+        typer.echo(f"created the key at {key_file}; back it up: without it the secrets are lost", err=True)
+    if sys.stdin.isatty():
+        plaintext = typer.prompt(f"{field} of {account}", hide_input=True, confirmation_prompt=True)
+    else:
+        plaintext = sys.stdin.read().rstrip("\r\n")
+    if not plaintext:
+        typer.echo("error: the secret is empty", err=True)
+        raise typer.Exit(2)
+    typer.echo(encrypt_config_value(SecretBox(key), account, field, plaintext))
+
+
 accounts_app = typer.Typer(help="The broker accounts: list them, log in.", invoke_without_command=True)
 app.add_typer(accounts_app, name="accounts")
 
@@ -103,7 +220,7 @@ def accounts(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, json: JsonO
     """List the accounts with their broker, status and health."""
     if ctx.invoked_subcommand is not None:
         return
-    with Client(server) as client:
+    with _client(server) as client:
         reply = client.accounts.ListAccounts(accounts_pb2.ListAccountsRequest())
     if json:
         typer.echo(render.as_json(reply))
@@ -122,7 +239,7 @@ def accounts_login(
     json: JsonOpt = False,
 ) -> None:
     """Log an account in to its broker: open the printed URL, log in, paste where it sends you."""
-    with Client(server) as client:
+    with _client(server) as client:
         if redirect is None:
             started = client.accounts.StartLogin(accounts_pb2.StartLoginRequest(account=account))
             typer.echo(f"Open this URL, log in, and paste the address the broker sends you to:\n{started.login_url}")
@@ -180,7 +297,7 @@ def order_place(
         group=group,
         mode=_MODES[mode] if mode else orders_pb2.ROUTING_MODE_UNSPECIFIED,
     )
-    with Client(server) as client:
+    with _client(server) as client:
         if dry_run:
             preview = client.orders.PreviewRoute(request)
             typer.echo(render.as_json(preview)) if json else render.route(preview)
@@ -199,7 +316,7 @@ def order_place(
 @_rpc_errors
 def order_cancel(order_id: str, server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
     """Cancel an open order."""
-    with Client(server) as client:
+    with _client(server) as client:
         _show_order(client.orders.CancelOrder(orders_pb2.CancelOrderRequest(order_id=order_id)), json)
 
 
@@ -224,7 +341,7 @@ def order_modify(
         request.trigger_price = trigger_price
     if order_type is not None:
         request.order_type = convert.order_type_to_proto(order_type)
-    with Client(server) as client:
+    with _client(server) as client:
         _show_order(client.orders.ModifyOrder(request), json)
 
 
@@ -242,7 +359,7 @@ def order_get(
         if client_id
         else orders_pb2.GetOrderRequest(order_id=order_id)
     )
-    with Client(server) as client:
+    with _client(server) as client:
         _show_order(client.orders.GetOrder(request), json)
 
 
@@ -263,7 +380,7 @@ def order_list(
         statuses=[convert.status_to_proto(s) for s in status or []],
         limit=limit,
     )
-    with Client(server) as client:
+    with _client(server) as client:
         reply = client.orders.ListOrders(request)
     if json:
         typer.echo(render.as_json(reply))
@@ -279,7 +396,7 @@ def portfolio(
     json: JsonOpt = False,
 ) -> None:
     """The consolidated book: positions, holdings, funds and PnL across accounts."""
-    with Client(server) as client:
+    with _client(server) as client:
         reply = client.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest(accounts=account or []))
     if json:
         typer.echo(render.as_json(reply))
@@ -302,10 +419,127 @@ def events(
     request = orders_pb2.StreamOrderEventsRequest(account=account, catch_up_only=not follow)
     if after is not None or not follow:
         request.after_sequence = after or 0
-    with Client(server) as client:
+    with _client(server) as client:
         try:
             for event in client.orders.StreamOrderEvents(request):
                 typer.echo(render.as_json(event).replace("\n", "") if json else render.order_event(event))
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass
+
+
+users_app = typer.Typer(help="Users and the accounts they own (admin).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+_ROLES = {"viewer": security_pb2.ROLE_VIEWER, "trader": security_pb2.ROLE_TRADER, "admin": security_pb2.ROLE_ADMIN}
+
+
+@users_app.command("add")
+@_rpc_errors
+def users_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="viewer (reads), trader (and orders), admin (and users, all accounts).")],
+    account: Annotated[list[str] | None, typer.Option(help="An account the user owns (repeatable).")] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """Add a user; then give them a token with `tokens create --user NAME`."""
+    if role not in _ROLES:
+        raise typer.BadParameter(f"{role!r}: one of {', '.join(_ROLES)}", param_hint="--role")
+    with _client(server) as client:
+        reply = client.security.AddUser(security_pb2.AddUserRequest(name=name, role=_ROLES[role], accounts=account))
+    typer.echo(render.as_json(reply)) if json else render.users([reply])
+
+
+@users_app.command("list")
+@_rpc_errors
+def users_list(server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
+    """List users with their role and accounts."""
+    with _client(server) as client:
+        reply = client.security.ListUsers(security_pb2.ListUsersRequest())
+    typer.echo(render.as_json(reply)) if json else render.users(reply.users)
+
+
+@users_app.command("remove")
+@_rpc_errors
+def users_remove(name: str, server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
+    """Remove a user; every token they hold stops working at once."""
+    with _client(server) as client:
+        reply = client.security.RemoveUser(security_pb2.RemoveUserRequest(name=name))
+    if json:
+        typer.echo(render.as_json(reply))
+    else:
+        typer.echo(f"removed {reply.user.name}; {reply.tokens_revoked} token(s) revoked")
+
+
+tokens_app = typer.Typer(help="API tokens: your own, or anyone's as an admin.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+UserOpt = Annotated[str, typer.Option(help="Whose tokens (admins only). Default: yours.")]
+
+
+@tokens_app.command("create")
+@_rpc_errors
+def tokens_create(
+    user: UserOpt = "",
+    description: Annotated[str, typer.Option(help="What the token is for, e.g. the bot that uses it.")] = "",
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """Create a token and print it: it is shown this once, only its hash is kept."""
+    with _client(server) as client:
+        reply = client.security.CreateToken(security_pb2.CreateTokenRequest(user=user, description=description))
+    if json:
+        typer.echo(render.as_json(reply))
+        return
+    typer.echo(f"token {reply.token.id} for {reply.token.user} (shown once; store it now):", err=True)
+    typer.echo(reply.secret)
+
+
+@tokens_app.command("list")
+@_rpc_errors
+def tokens_list(user: UserOpt = "", server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
+    """List tokens by id (never their secrets), with when each was created or revoked."""
+    with _client(server) as client:
+        reply = client.security.ListTokens(security_pb2.ListTokensRequest(user=user))
+    typer.echo(render.as_json(reply)) if json else render.tokens(reply.tokens)
+
+
+@tokens_app.command("revoke")
+@_rpc_errors
+def tokens_revoke(token_id: str, server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
+    """Revoke a token by its id; calls with it fail from now on."""
+    with _client(server) as client:
+        reply = client.security.RevokeToken(security_pb2.RevokeTokenRequest(id=token_id))
+    typer.echo(render.as_json(reply)) if json else render.tokens([reply])
+
+
+audit_app = typer.Typer(help="The tamper-evident audit trail of every command (admin).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("tail")
+@_rpc_errors
+def audit_tail(
+    limit: Annotated[int, typer.Option("-n", "--limit", help="How many of the newest entries; at most 1000.")] = 20,
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """The newest audit entries, oldest first."""
+    with _client(server) as client:
+        reply = client.security.TailAudit(security_pb2.TailAuditRequest(limit=limit))
+    typer.echo(render.as_json(reply)) if json else render.audit(reply.entries)
+
+
+@audit_app.command("verify")
+@_rpc_errors
+def audit_verify(server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
+    """Check every entry's hash and link and the stored head; exit 1 naming the first edited or missing row."""
+    with _client(server) as client:
+        reply = client.security.VerifyAudit(security_pb2.VerifyAuditRequest())
+    if json:
+        typer.echo(render.as_json(reply))
+    elif reply.ok:
+        typer.echo(f"audit trail intact: {reply.rows_checked} entries verified")
+    else:
+        typer.echo(f"audit trail BROKEN at row {reply.seq}: {reply.problem}", err=True)
+    if not reply.ok:
+        raise typer.Exit(1)

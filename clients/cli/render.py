@@ -9,11 +9,12 @@ from enum import StrEnum
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 from rich.table import Table
 
 from engine.api import convert
-from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2
+from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2, security_pb2
 
 # Piped output is read by scripts and greps: never fold it to the 80 columns rich assumes.
 console = Console(width=None if sys.stdout.isatty() else 250)
@@ -156,3 +157,25 @@ def route(decision: orders_pb2.RouteDecision) -> None:
     headers = ["account", "broker", "gets", "capacity", "fee ₹", "score", "margin", "health", "latency", "fees",
                "pref", "excluded because"]  # fmt: skip
     console.print(table("Candidates", headers, rows))
+
+
+def _when(stamp: Timestamp) -> str:
+    return stamp.ToDatetime().strftime("%Y-%m-%d %H:%M:%S UTC") if stamp.seconds or stamp.nanos else "-"
+
+
+def users(items: Sequence[security_pb2.User]) -> None:
+    rows = (
+        [u.name, security_pb2.Role.Name(u.role).removeprefix("ROLE_").lower(), ", ".join(u.accounts) or "-"]
+        for u in items
+    )
+    console.print(table("Users", ["user", "role", "accounts"], rows))
+
+
+def tokens(items: Sequence[security_pb2.Token]) -> None:
+    rows = ([t.id, t.user, t.description, _when(t.created_at), _when(t.revoked_at)] for t in items)
+    console.print(table("Tokens", ["token id", "user", "description", "created", "revoked"], rows))
+
+
+def audit(entries: Sequence[security_pb2.AuditEntry]) -> None:
+    rows = ([str(e.seq), _when(e.at), e.actor, e.action, e.target, e.outcome, e.peer] for e in entries)
+    console.print(table("Audit trail", ["seq", "at", "who", "command", "target", "outcome", "from"], rows))

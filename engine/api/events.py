@@ -12,7 +12,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 import asyncpg
 
@@ -100,9 +100,10 @@ class EventHub:
         return await self._store.events_after(cursor, _BATCH)
 
     async def subscribe(
-        self, after: int | None, account: str | None = None, *, catch_up_only: bool = False
+        self, after: int | None, accounts: Collection[str] | None = None, *, catch_up_only: bool = False
     ) -> AsyncIterator[OrderEvent]:
-        """Events with sequence > after (None: from now on), in order; forever unless catch_up_only."""
+        """Events with sequence > after (None: from now on), in order, of ``accounts`` (None: all); forever
+        unless catch_up_only."""
         cursor = self._head if after is None else after
         end = self._head if catch_up_only else None
         while not self._closed and (end is None or cursor < end):
@@ -112,6 +113,6 @@ class EventHub:
                 await self._wait_beyond(cursor)
                 continue
             for event in batch:
-                if account is None or event.account == account:
+                if accounts is None or event.account in accounts:
                     yield event
             cursor = batch[-1].sequence

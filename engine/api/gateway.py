@@ -24,6 +24,7 @@ from engine.errors import ApiError, InvalidArgument, NotFound
 from engine.instrument_master import InstrumentMaster
 from engine.ledger import PositionState
 from engine.portfolio import PortfolioView, build_portfolio
+from engine.security.principal import Principal
 from engine.store.orders import OrderStore
 
 log = logging.getLogger(__name__)
@@ -71,20 +72,28 @@ class Gateway:
         finally:
             ACTOR_CALL.labels(actor, method).observe(time.perf_counter() - started)
 
-    def account(self, field: str, account_id: str) -> AccountHandle:
-        """The named account, or the default when the name is empty."""
-        name = account_id or self.default_account
+    def account(self, field: str, account_id: str, caller: Principal) -> AccountHandle:
+        """The named account, else the caller's default: the configured default if theirs, else their only one."""
+        name = account_id or self._default_for(caller)
         if not name:
             raise InvalidArgument(field, "required: no default account is configured")
         handle = self.accounts.get(name)
         if handle is None:
             raise InvalidArgument(field, f"unknown account {name!r}")
+        caller.require(name)
         return handle
 
-    def require_account(self, account_id: str) -> AccountHandle:
+    def _default_for(self, caller: Principal) -> str | None:
+        if self.default_account and caller.may_use(self.default_account):
+            return self.default_account
+        mine = caller.visible(self.accounts)
+        return mine[0] if len(mine) == 1 else None
+
+    def require_account(self, account_id: str, caller: Principal) -> AccountHandle:
         handle = self.accounts.get(account_id)
         if handle is None:
             raise NotFound(f"account {account_id!r} not found")
+        caller.require(account_id)
         return handle
 
     def broker_of(self, account_id: str) -> str:
@@ -136,9 +145,9 @@ class Gateway:
             await asyncio.sleep(SNAPSHOT_SECONDS)
             await self.refresh_snapshots()
 
-    async def portfolio(self, account_ids: Sequence[str]) -> PortfolioView:
+    async def portfolio(self, account_ids: Sequence[str], caller: Principal) -> PortfolioView:
         for name in account_ids:
-            self.require_account(name)
-        wanted = list(account_ids) or list(self.accounts)
+            self.require_account(name, caller)
+        wanted = list(account_ids) or caller.visible(self.accounts)
         states: list[PositionState] = await self.call("ledger", "positions", self.ledger.positions.remote(wanted))
         return build_portfolio(states, [self._snapshots[n] for n in wanted])

@@ -20,8 +20,10 @@ from engine.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     ServiceUnavailable,
+    Unauthenticated,
 )
 
 log = logging.getLogger(__name__)
@@ -32,10 +34,12 @@ _CODES: dict[type[ApiError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
-def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, BaseException):
         exc = exc.cause  # an actor raised it: report the actor's error, not Ray's wrapper
     for kind, code in _CODES.items():
@@ -69,6 +73,12 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_stream is not None:  # server reflection
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream(method, handler.stream_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         return handler
 
 
@@ -82,7 +92,7 @@ def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callab
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
         except Exception as exc:
-            code, message = _status_for(exc)
+            code, message = status_for(exc)
             await context.abort(code, message)
         finally:
             RPC_LATENCY.labels(method, code.name).observe(time.perf_counter() - started)
@@ -100,7 +110,7 @@ def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> C
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            code, message = _status_for(exc)
+            code, message = status_for(exc)
             await context.abort(code, message)
         finally:
             gauge.dec()

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from engine.api import convert, validation
+from engine.api.auth import caller
 from engine.api.events import EventHub
 from engine.api.gateway import Gateway
 from engine.api.metrics import ORDERS
 from engine.api.placement import Placement
 from engine.domain import InstrumentId, Order
 from engine.domain.routed import RoutedOrder, aggregate
-from engine.errors import FailedPrecondition, InvalidArgument, NotFound
+from engine.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from engine.routing import RouteDecision
+from engine.security.tokens import Role
 from engine.store.routed import RoutedOrderStore
 from trademaster.v1 import orders_pb2, orders_pb2_grpc
 
@@ -42,11 +44,14 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         self, request: orders_pb2.PlaceOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.PlaceOrderResponse:
         try:
-            placed = await self._placement.place(request)
+            placed = await self._placement.place(request, caller())
         except InvalidArgument:
             ORDERS.labels(request.account or "-", "invalid").inc()
             raise
         order = placed.order
+        if placed.duplicate and not self._may_see(order, placed.legs):
+            # Another user's order holds this id: say so without showing it.
+            raise FailedPrecondition(f"client_order_id {order.client_order_id} is already in use; use a new id")
         ORDERS.labels(order.account or "routed", "duplicate" if placed.duplicate else order.status.value.lower()).inc()
         return orders_pb2.PlaceOrderResponse(
             order=self._proto(order),
@@ -58,18 +63,48 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
     async def PreviewRoute(
         self, request: orders_pb2.PlaceOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.RouteDecision:
-        plan = await self._placement.plan(request)
+        plan = await self._placement.plan(request, caller())
         return self._route_proto(plan.decision, plan.request.instrument)
 
+    @staticmethod
+    def _may_see(order: Order, legs: Sequence[Order], placed_by: str = "") -> bool:
+        """A plain order by its account; a routed one if the caller placed it or may use every leg's account."""
+        me = caller()
+        if order.account:
+            return me.may_use(order.account)
+        if me.role is Role.ADMIN or placed_by == me.user:
+            return True
+        return bool(legs) and all(me.may_use(g.account) for g in legs)
+
+    def _require_visible(self, order: Order, legs: Sequence[Order] = (), placed_by: str = "") -> Order:
+        if not self._may_see(order, legs, placed_by):
+            where = f"account {order.account}" if order.account else "accounts"
+            raise PermissionDenied(f"order {order.order_id} is on {where} that {caller().user} may not use")
+        return order
+
+    def _scope(self, account: str) -> frozenset[str] | None:
+        """The accounts a read covers: the named one, else the caller's (None: all, for an admin)."""
+        me = caller()
+        if account:
+            self._gw.require_account(account, me)
+            return frozenset({account})
+        return None if me.role is Role.ADMIN else frozenset(me.visible(self._gw.accounts))
+
     async def _routed_view(self, parent: RoutedOrder | None) -> Order | None:
-        return aggregate(parent, await self._gw.store.legs(parent.order_id)) if parent else None
+        if parent is None:
+            return None
+        legs = await self._gw.store.legs(parent.order_id)
+        return self._require_visible(aggregate(parent, legs), legs, parent.placed_by)
 
     async def _owned(self, order_id: str) -> Order:
         validation.text("order_id", order_id, required=True)
-        order = await self._gw.store.get(order_id) or await self._routed_view(await self._routed.get(order_id))
-        if order is None:
+        order = await self._gw.store.get(order_id)
+        if order is not None:
+            return self._require_visible(order)
+        routed = await self._routed_view(await self._routed.get(order_id))
+        if routed is None:
             raise NotFound(f"order {order_id} not found")
-        return order
+        return routed
 
     async def CancelOrder(
         self, request: orders_pb2.CancelOrderRequest, context: grpc.aio.ServicerContext
@@ -78,16 +113,18 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         order = await self._gw.store.get(order_id)
         if order is None:
             return self._proto(await self._cancel_legs(await self._owned(order_id)))
-        actor = self._gw.require_account(order.account).actor
+        actor = self._gw.require_account(order.account, caller()).actor
         return self._proto(await self._gw.call("account", "cancel", actor.cancel.remote(order.order_id)))
 
     async def _cancel_legs(self, parent: Order) -> Order:
         """Cancel a routed order: every leg still working, at once; the parent's view afterwards."""
         live = [leg for leg in await self._gw.store.legs(parent.order_id) if not leg.is_terminal]
+        for leg in live:
+            caller().require(leg.account)
         outcomes = await asyncio.gather(
             *(
                 self._gw.call(
-                    "account", "cancel", self._gw.require_account(leg.account).actor.cancel.remote(leg.order_id)
+                    "account", "cancel", self._gw.accounts[leg.account].actor.cancel.remote(leg.order_id)
                 )
                 for leg in live
             ),
@@ -108,8 +145,8 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             raise FailedPrecondition(f"{order_id} is a routed order: modify its legs one by one")
         found = self._gw.lookup(order.instrument)
         assert found is not None, "an accepted order's instrument is always known"
+        actor = self._gw.require_account(order.account, caller()).actor
         change = validation.modify_request(request, order.order_type, found)
-        actor = self._gw.require_account(order.account).actor
         updated = await self._gw.call("account", "modify", actor.modify.remote(order.order_id, change))
         return self._proto(updated)
 
@@ -119,7 +156,8 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         key = request.WhichOneof("key")
         if key == "client_order_id":
             value = validation.text("client_order_id", request.client_order_id, required=True, limit=80)
-            order = await self._gw.store.get_by_client_id(value) or await self._routed_view(
+            plain = await self._gw.store.get_by_client_id(value)
+            order = self._require_visible(plain) if plain else await self._routed_view(
                 await self._routed.get_by_client_id(value)
             )
             if order is None:
@@ -132,16 +170,14 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
     async def ListOrders(
         self, request: orders_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.ListOrdersResponse:
-        account = validation.text("account", request.account)
-        if account:
-            self._gw.require_account(account)
+        accounts = self._scope(validation.text("account", request.account))
         statuses = [convert.status_from_proto(s) for s in request.statuses]
         if None in statuses:
             raise InvalidArgument("statuses", "contains an unknown or unspecified status")
         if request.limit < 0 or request.limit > _MAX_LIMIT:
             raise InvalidArgument("limit", f"must be between 0 and {_MAX_LIMIT}")
         orders = await self._gw.store.list(
-            account=account or None,
+            accounts=accounts,
             statuses=statuses,  # type: ignore[arg-type]
             open_only=request.open_only,
             limit=request.limit or _DEFAULT_LIMIT,
@@ -151,11 +187,9 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
     async def StreamOrderEvents(
         self, request: orders_pb2.StreamOrderEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[orders_pb2.OrderEvent]:
-        account = validation.text("account", request.account)
-        if account:
-            self._gw.require_account(account)
+        accounts = self._scope(validation.text("account", request.account))
         if request.HasField("after_sequence") and request.after_sequence < 0:
             raise InvalidArgument("after_sequence", "must be 0 or more")
         after = request.after_sequence if request.HasField("after_sequence") else None
-        async for event in self._hub.subscribe(after, account or None, catch_up_only=request.catch_up_only):
+        async for event in self._hub.subscribe(after, accounts, catch_up_only=request.catch_up_only):
             yield convert.event_to_proto(event, self._gw.broker_of(event.account))

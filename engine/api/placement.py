@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,14 +18,16 @@ from pydantic import TypeAdapter
 from engine.api import validation
 from engine.api.gateway import Gateway
 from engine.api.metrics import ROUTED_LEGS
+from engine.api.risk_check import PreTradeRisk
 from engine.config import RoutingSettings
-from engine.domain import Instrument, Order, OrderRequest, OrderStatus, Product, Side
+from engine.domain import Instrument, Order, OrderRequest, OrderStatus
 from engine.domain.accounts import Submission
 from engine.domain.ids import new_order_id
-from engine.domain.margin import margin_per_unit
 from engine.domain.routed import RoutedOrder, aggregate, leg_client_id
-from engine.errors import ApiError, FailedPrecondition, InvalidArgument
+from engine.domain.sessions import TradingSessions
+from engine.errors import ApiError, FailedPrecondition, InvalidArgument, PermissionDenied
 from engine.ledger.charges import instrument_kind
+from engine.risk import RiskLimits, RiskViolation
 from engine.routing import (
     Hold,
     NoRoute,
@@ -34,10 +36,12 @@ from engine.routing import (
     RouteDecision,
     RoutingMode,
     candidate,
+    claim,
     route,
     slices,
     standard,
 )
+from engine.security.principal import Principal
 from engine.store.routed import RoutedOrderStore
 from trademaster.v1 import orders_pb2
 
@@ -56,6 +60,7 @@ class Plan:
     shape: OrderShape
     decision: RouteDecision
     candidates: tuple[str, ...]  # the accounts routing may use (re-routes included)
+    last_price: Decimal | None  # the market as the gateway knows it, for accounts whose snapshot has no mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +73,20 @@ class Placed:
 
 class Placement:
     def __init__(
-        self, gateway: Gateway, routed: RoutedOrderStore, settings: RoutingSettings, groups: dict[str, list[str]]
+        self,
+        gateway: Gateway,
+        routed: RoutedOrderStore,
+        settings: RoutingSettings,
+        groups: dict[str, list[str]],
+        limits: Mapping[str, RiskLimits],
     ) -> None:
+        """`limits` are each account's pre-trade risk limits, already layered (Settings.risk_limits)."""
         self._gw = gateway
         self._routed = routed
         self._settings = settings
         self._groups = groups
         self._holds = Reservations()
+        self._risk = PreTradeRisk(gateway, limits, self._holds, TradingSessions())
 
     # -- deciding ---------------------------------------------------------------------------------
 
@@ -85,33 +97,47 @@ class Placement:
             raise InvalidArgument("mode", f"unknown routing mode {req.mode}")
         return _MODES.get(req.mode, self._settings.mode)
 
-    def _pool(self, group: str) -> tuple[str, ...]:
+    def _pool(self, group: str, caller: Principal) -> tuple[str, ...]:
+        """The accounts routing may use: the group's (or all), and of those only the caller's own."""
         if not group:
-            return tuple(self._gw.accounts)
+            mine = caller.visible(self._gw.accounts)
+            if not mine:
+                raise PermissionDenied(f"{caller.user} owns no accounts to route to")
+            return tuple(mine)
         members = self._groups.get(group)
         if members is None:
             known = ", ".join(sorted(self._groups)) or "none are configured"
             raise InvalidArgument("group", f"unknown account group {group!r} (groups: {known})")
-        return tuple(members)
+        mine = caller.visible(members)
+        if not mine:
+            raise PermissionDenied(f"none of group {group}'s accounts ({', '.join(members)}) is {caller.user}'s")
+        return tuple(mine)
 
-    async def plan(self, req: orders_pb2.PlaceOrderRequest) -> Plan:
-        """Validate the request and decide where it goes, without sending anything."""
+    async def plan(self, req: orders_pb2.PlaceOrderRequest, caller: Principal) -> Plan:
+        """Validate the request, decide where it goes and check its legs against the limits, sending nothing."""
+        plan = await self._decide(req, caller)
+        self._risk.check(plan.request, plan.instrument, plan.last_price, self._pieces(plan, plan.decision))
+        return plan
+
+    async def _decide(self, req: orders_pb2.PlaceOrderRequest, caller: Principal) -> Plan:
         mode = self._mode(req)
         group = validation.text("group", req.group)
         if mode is RoutingMode.STANDARD:
             if group:
                 raise InvalidArgument("group", "only used in orchestrator mode (name no account, or set mode)")
-            handle = self._gw.account("account", validation.text("account", req.account))
+            handle = self._gw.account("account", validation.text("account", req.account), caller)
             request = validation.place_request(req, handle.settings.id, self._gw.lookup)
             found = self._instrument(request)
-            shape = self._shape(request, found, price=request.price or found.last_price)
+            last = await self._last_price(request, [handle.settings.id], to_value=False)
+            shape = self._shape(request, found, price=request.price or last or found.last_price)
             why = "the order names this account" if req.account else "the default account (standard mode)"
-            return Plan(request, found, shape, standard(handle.settings.id, request.quantity, why), ())
-        pool = self._pool(group)
+            return Plan(request, found, shape, standard(handle.settings.id, request.quantity, why), (), last)
+        pool = self._pool(group, caller)
         request = validation.place_request(req, "", self._gw.lookup)
         found = self._instrument(request)
-        shape = self._shape(request, found, price=await self._price(request, found, pool))
-        return Plan(request, found, shape, self._route(shape, found, pool, excluded=()), pool)
+        last = await self._last_price(request, pool, to_value=True)
+        shape = self._shape(request, found, price=request.price or last or found.last_price)
+        return Plan(request, found, shape, self._route(request, shape, found, pool, last, {}), pool, last)
 
     def _instrument(self, request: OrderRequest) -> Instrument:
         found = self._gw.lookup(request.instrument)
@@ -130,14 +156,15 @@ class Placement:
             found.freeze_quantity,
         )
 
-    async def _price(self, request: OrderRequest, found: Instrument, pool: Sequence[str]) -> Decimal:
-        """What values the order: its limit price, else the freshest last price an account knows."""
-        if request.price is not None:
-            return request.price
+    async def _last_price(self, request: OrderRequest, pool: Sequence[str], *, to_value: bool) -> Decimal | None:
+        """The instrument's last price: any pool account's synced mark, else one account's quote (an actor call),
+        asked only when a market order being routed needs valuing (`to_value`) or a risk limit reads it."""
         for name in pool:
             mark = self._gw.snapshot(name).marks.get(request.instrument)
             if mark is not None:
                 return mark
+        if not (to_value and request.price is None) and not self._risk.uses_last_price(request, pool):
+            return None
         for name in pool:
             try:
                 quoted = await self._gw.call(
@@ -148,35 +175,58 @@ class Placement:
                 continue
             if quoted is not None:
                 return quoted
-        return found.last_price  # the instrument master's reference price: better than refusing
+        return None
 
     def _route(
-        self, shape: OrderShape, found: Instrument, pool: Sequence[str], excluded: Sequence[str]
+        self,
+        request: OrderRequest,
+        shape: OrderShape,
+        found: Instrument,
+        pool: Sequence[str],
+        last_price: Decimal | None,
+        excluded: Mapping[str, str],
     ) -> RouteDecision:
+        """Route among the pool; `excluded` maps accounts already ruled out for this order to why.
+
+        An account whose risk limits refuse even one lot is left out with the violation as its reason, so the
+        order goes where it is allowed. Routing does not shrink or split an order to fit size limits (quantity,
+        value, position): the legs it chose are checked afterwards, and one refused leg refuses the whole order.
+        """
         candidates = []
         for name in pool:
             snap = self._gw.snapshot(name)
             held = self._holds.reserved(name, shape.instrument, snap.funds_at)
             preference = self._gw.accounts[name].settings.routing_preference
             found_candidate = candidate(snap, shape, held, preference)
-            if name in excluded:
-                found_candidate = replace(found_candidate, excluded="its broker was unreachable for this order")
-            candidates.append(found_candidate)
+            why = excluded.get(name) or found_candidate.excluded or self._risk.refusal(request, found, last_price, name)
+            candidates.append(replace(found_candidate, excluded=why))
         return route(shape, candidates, self._settings.weights, instrument_kind(found.id))
 
     # -- placing ----------------------------------------------------------------------------------
 
-    async def place(self, req: orders_pb2.PlaceOrderRequest) -> Placed:
+    async def place(self, req: orders_pb2.PlaceOrderRequest, caller: Principal) -> Placed:
         if self._mode(req) is RoutingMode.ORCHESTRATOR:
             # A retry must find its original before routing again, which would see its own legs' effects.
             known = await self._routed.get_by_client_id(validation.text("client_order_id", req.client_order_id))
             if known is not None:
                 _same_request(known, validation.place_request(req, "", self._gw.lookup))
                 return await self._duplicate(known)
-        plan = await self.plan(req)
-        pieces = [(leg.account, q) for leg in plan.decision.legs for q in slices(leg.quantity, *self._cut(plan))]
-        if plan.decision.mode is RoutingMode.STANDARD and len(pieces) == 1:
-            sent = await self._submit(plan.request, plan)
+        plan = await self._decide(req, caller)
+        pieces = self._pieces(plan, plan.decision)
+        single = plan.decision.mode is RoutingMode.STANDARD and len(pieces) == 1
+        try:
+            holds = self._claim(plan, pieces)
+        except RiskViolation:
+            # A retry gets its original back even when the limits, which now count that original, refuse.
+            if single and await self._gw.store.get_by_client_id(plan.request.client_order_id) is not None:
+                holds = [self._holds.hold(claim(plan.request, plan.shape.price))]
+            elif not single and (known := await self._routed.get_by_client_id(plan.request.client_order_id)):
+                _same_request(known, plan.request)
+                return await self._duplicate(known)
+            else:
+                raise
+        if single:
+            sent = await self._submit(plan.request, holds[0], plan.decision.mode)
             return Placed(sent.order, plan.decision, duplicate=sent.duplicate)
         parent = RoutedOrder(
             order_id=new_order_id(),
@@ -189,12 +239,16 @@ class Placement:
             created_at=datetime.now(UTC),
             price=plan.request.price,
             trigger_price=plan.request.trigger_price,
+            placed_by=caller.user,
         )
-        parent, created = await self._routed.insert(parent, _DECISION_JSON.dump_python(plan.decision, mode="json"))
-        if not created:
-            _same_request(parent, plan.request)
-            return await self._duplicate(parent)
-        legs = await self._send_legs(parent, plan, pieces)
+        try:
+            parent, created = await self._routed.insert(parent, _DECISION_JSON.dump_python(plan.decision, mode="json"))
+            if not created:
+                _same_request(parent, plan.request)
+                return await self._duplicate(parent)
+            legs = await self._send_legs(parent, plan, pieces, holds)
+        finally:
+            self._release(holds)  # whatever was never sent
         return Placed(aggregate(parent, legs), plan.decision, tuple(legs))
 
     async def _duplicate(self, parent: RoutedOrder) -> Placed:
@@ -203,10 +257,30 @@ class Placement:
         return Placed(aggregate(parent, legs), first, tuple(legs), duplicate=True)
 
     @staticmethod
-    def _cut(plan: Plan) -> tuple[int, int]:
-        return plan.instrument.freeze_quantity, plan.instrument.lot_size
+    def _pieces(plan: Plan, decision: RouteDecision) -> list[tuple[str, int]]:
+        """The orders a decision makes: each leg sliced at the freeze quantity, as (account, quantity)."""
+        cut = plan.instrument.freeze_quantity, plan.instrument.lot_size
+        return [(leg.account, q) for leg in decision.legs for q in slices(leg.quantity, *cut)]
 
-    async def _send_legs(self, parent: RoutedOrder, plan: Plan, pieces: list[tuple[str, int]]) -> list[Order]:
+    def _claim(self, plan: Plan, pieces: Sequence[tuple[str, int]]) -> list[Hold]:
+        """Check every piece against its account's limits, then hold what each claims.
+
+        Nothing is awaited in between, so no other order is checked against a state that misses these pieces.
+        """
+        self._risk.check(plan.request, plan.instrument, plan.last_price, pieces)
+        return [
+            self._holds.hold(claim(replace(plan.request, account=a, quantity=q), plan.shape.price)) for a, q in pieces
+        ]
+
+    def _release(self, holds: Sequence[Hold]) -> None:
+        """Drop the holds of orders that were never sent (an error or a cancellation came first)."""
+        for hold in holds:
+            if hold.settled_at is None:
+                self._holds.settle(hold, None)
+
+    async def _send_legs(
+        self, parent: RoutedOrder, plan: Plan, pieces: list[tuple[str, int]], holds: list[Hold]
+    ) -> list[Order]:
         """Send every piece at once; pieces that never reached their broker are routed again elsewhere."""
         numbers = itertools.count(1)
         legs: list[Order] = []
@@ -223,7 +297,13 @@ class Placement:
                 )
                 for account, quantity in pieces
             ]
-            outcomes = await asyncio.gather(*(self._submit(r, plan) for r in requests), return_exceptions=True)
+            try:
+                outcomes = await asyncio.gather(
+                    *(self._submit(r, h, plan.decision.mode) for r, h in zip(requests, holds, strict=True)),
+                    return_exceptions=True,
+                )
+            finally:
+                self._release(holds)
             left = 0
             for request, outcome in zip(requests, outcomes, strict=True):
                 if isinstance(outcome, Submission):
@@ -237,47 +317,55 @@ class Placement:
                     raise outcome
                 left += request.quantity
                 unreachable.append(request.account)
-            pieces = await self._reroute(parent, plan, left, unreachable) if left else []
+            pieces, holds = await self._reroute(parent, plan, left, unreachable) if left else ([], [])
         if not legs and first_error is not None:
             raise first_error  # nothing was placed: the caller hears why
         return legs
 
     async def _reroute(
         self, parent: RoutedOrder, plan: Plan, quantity: int, unreachable: list[str]
-    ) -> list[tuple[str, int]]:
+    ) -> tuple[list[tuple[str, int]], list[Hold]]:
+        """Route what never reached its broker among the other accounts; a leg an account's limits refuse
+        rules that account out too, and routing tries again without it."""
         if plan.decision.mode is RoutingMode.STANDARD:
-            return []  # the named account was the user's choice; it is not silently replaced
+            return [], []  # the named account was the user's choice; it is not silently replaced
         shape = replace(plan.shape, quantity=quantity)
+        excluded = dict.fromkeys(unreachable, "its broker was unreachable for this order")
+        while True:
+            try:
+                decision = self._route(plan.request, shape, plan.instrument, plan.candidates, plan.last_price, excluded)
+            except NoRoute as exc:
+                log.warning("routed order %s: %d left unplaced: %s", parent.order_id, quantity, exc)
+                return [], []
+            pieces = self._pieces(plan, decision)
+            try:
+                holds = self._claim(plan, pieces)
+                break
+            except RiskViolation as exc:
+                excluded[exc.account] = exc.reason
         try:
-            decision = self._route(shape, plan.instrument, plan.candidates, excluded=unreachable)
-        except NoRoute as exc:
-            log.warning("routed order %s: %d left unplaced: %s", parent.order_id, quantity, exc)
-            return []
-        await self._routed.add_decision(parent.order_id, _DECISION_JSON.dump_python(decision, mode="json"))
+            await self._routed.add_decision(parent.order_id, _DECISION_JSON.dump_python(decision, mode="json"))
+        except BaseException:
+            self._release(holds)
+            raise
         log.info("routed order %s: re-routing %d: %s", parent.order_id, quantity, decision.reason)
-        return [(leg.account, q) for leg in decision.legs for q in slices(leg.quantity, *self._cut(plan))]
+        return pieces, holds
 
-    async def _submit(self, request: OrderRequest, plan: Plan) -> Submission:
-        """One order to one account, holding the funds or shares it claims until the account's next sync."""
-        hold = self._hold(request, plan) if plan.decision.mode is RoutingMode.ORCHESTRATOR else None
+    async def _submit(self, request: OrderRequest, hold: Hold, mode: RoutingMode) -> Submission:
+        """One order to one account. Its hold stays until the account's next sync shows the order, or goes at
+        once when nothing new reached the broker (refused before storing, rejected, or a duplicate)."""
         handle = self._gw.accounts[request.account]
         acked: datetime | None = None
         try:
             sent: Submission = await self._gw.call("account", "submit", handle.actor.submit.remote(request))
-            if sent.order.status is not OrderStatus.REJECTED:
+            if not sent.duplicate and sent.order.status is not OrderStatus.REJECTED:
                 acked = datetime.now(UTC)  # it may be using margin now: hold until a sync shows it
             self._gw.note_submission(request.account, sent)
-            ROUTED_LEGS.labels(request.account, plan.decision.mode.value).inc()
+            self._risk.note(request.account, sent)
+            ROUTED_LEGS.labels(request.account, mode.value).inc()
             return sent
         finally:
-            if hold is not None:
-                self._holds.settle(hold, acked)
-
-    def _hold(self, request: OrderRequest, plan: Plan) -> Hold:
-        """Only routing reads holds, so only routed orders take them; a sync soon shows the rest anyway."""
-        delivery_sell = request.product is Product.CNC and request.side is Side.SELL
-        funds = Decimal(0) if delivery_sell else request.quantity * margin_per_unit(request.product, plan.shape.price)
-        return self._holds.hold(request.account, request.instrument, funds, request.quantity if delivery_sell else 0)
+            self._holds.settle(hold, acked)
 
 
 def _same_request(parent: RoutedOrder, request: OrderRequest) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import grpc
 
 from engine.api import convert, validation
+from engine.api.auth import caller
 from engine.api.gateway import Gateway
 from engine.errors import InvalidArgument
 from trademaster.v1 import portfolio_pb2, portfolio_pb2_grpc
@@ -19,7 +20,7 @@ _MIN_INTERVAL_MS = 100
 def _accounts(gateway: Gateway, names: list[str]) -> list[str]:
     for name in names:
         validation.text("accounts", name, required=True)
-        gateway.require_account(name)
+        gateway.require_account(name, caller())
     return names
 
 
@@ -28,7 +29,7 @@ class PortfolioService(portfolio_pb2_grpc.PortfolioServiceServicer):
         self._gw = gateway
 
     async def _snapshot(self, accounts: list[str]) -> portfolio_pb2.Portfolio:
-        view = await self._gw.portfolio(accounts)
+        view = await self._gw.portfolio(accounts, caller())
         return convert.portfolio_to_proto(view, datetime.now(UTC))
 
     async def GetPortfolio(

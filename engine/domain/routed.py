@@ -31,6 +31,8 @@ class RoutedOrder:
     created_at: datetime
     price: Decimal | None = None
     trigger_price: Decimal | None = None
+    placed_by: str = ""
+    """The user who placed it: a parent whose legs all failed has no account to tell its owner by."""
 
 
 def leg_client_id(parent_client_id: str, number: int) -> str:

@@ -7,7 +7,8 @@ That is what lets a stream resume "after N" with no gap and no repeat.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 
 import asyncpg
 from pydantic import TypeAdapter
@@ -210,20 +211,20 @@ class OrderStore:
     async def list(
         self,
         *,
-        account: str | None = None,
+        accounts: Collection[str] | None = None,
         statuses: Iterable[OrderStatus] = (),
         open_only: bool = False,
         limit: int = 500,
     ) -> list[Order]:
-        """Newest first."""
+        """Newest first; ``accounts`` None means every account."""
         wanted = [s.value for s in statuses] or None
         rows = await self._pool.fetch(
             f"SELECT {_ORDER_COLUMNS} FROM orders"
-            " WHERE ($1::text IS NULL OR account_id = $1)"
+            " WHERE ($1::text[] IS NULL OR account_id = ANY($1))"
             " AND ($2::text[] IS NULL OR status = ANY($2))"
             " AND (NOT $3 OR status <> ALL($4::text[]))"
             " ORDER BY created_at DESC, order_id DESC LIMIT $5",
-            account, wanted, open_only, _TERMINAL, limit,
+            None if accounts is None else list(accounts), wanted, open_only, _TERMINAL, limit,
         )  # fmt: skip
         return [_order_from_row(r) for r in rows]
 
@@ -235,7 +236,13 @@ class OrderStore:
         return [_order_from_row(r) for r in rows]
 
     async def live_orders(self, account: str) -> list[Order]:
-        return await self.list(account=account, open_only=True, limit=1_000_000)
+        return await self.list(accounts=[account], open_only=True, limit=1_000_000)
+
+    async def count_since(self, account: str, since: datetime) -> int:
+        """Orders the account has stored since `since`: what a daily order cap has used up after a restart."""
+        return await self._pool.fetchval(
+            "SELECT count(*) FROM orders WHERE account_id = $1 AND created_at >= $2", account, since
+        )
 
     async def trade_ids(self, account: str) -> set[str]:
         rows = await self._pool.fetch("SELECT trade_id FROM fills WHERE account_id = $1", account)

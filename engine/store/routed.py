@@ -12,7 +12,8 @@ from engine.domain.routed import RoutedOrder
 from engine.store.orders import CLAIM_CLIENT_ID, ClientIdTaken
 
 _COLUMNS = (
-    "order_id, client_order_id, instrument, side, quantity, product, order_type, price, trigger_price, created_at"
+    "order_id, client_order_id, instrument, side, quantity, product, order_type, price, trigger_price, created_at,"
+    " placed_by"
 )
 
 
@@ -28,6 +29,7 @@ def _from_row(row: asyncpg.Record) -> RoutedOrder:
         created_at=row["created_at"],
         price=row["price"],
         trigger_price=row["trigger_price"],
+        placed_by=row["placed_by"],
     )
 
 
@@ -40,10 +42,10 @@ class RoutedOrderStore:
         inserted = await self._pool.fetchval(
             f"WITH {CLAIM_CLIENT_ID} INSERT INTO routed_orders ({_COLUMNS}, decisions)"
             " SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint, $6::text, $7::text, $8::numeric,"
-            " $9::numeric, $10::timestamptz, jsonb_build_array($11::jsonb) FROM claim RETURNING order_id",
+            " $9::numeric, $10::timestamptz, $11::text, jsonb_build_array($12::jsonb) FROM claim RETURNING order_id",
             order.order_id, order.client_order_id, str(order.instrument), order.side.value, order.quantity,
             order.product.value, order.order_type.value, order.price, order.trigger_price, order.created_at,
-            json.dumps(decision),
+            order.placed_by, json.dumps(decision),
         )  # fmt: skip
         if inserted is not None:
             return order, True

@@ -20,9 +20,13 @@ import uvloop
 from tests.bench import echo_server, probes, report
 from tests.bench.place_order import build_requests, run_calls
 from tests.integration.daemon import Daemon
+from tests.integration.daemon import test_config as config_text
 from trademaster.v1 import orders_pb2_grpc
 
 WARMUP_CALLS = 100
+
+ECHO_TOKEN = "tm_000000000000_" + "0" * 43  # the shape of a real token; the echo server ignores it
+_UNLIMITED = "[security]\napi_requests_per_second = 100000\napi_burst = 100000\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,18 +47,23 @@ async def measure(
     server_pid: int,
     data_dir: str | None = None,
     scrape: Callable[[], Awaitable[dict[str, tuple[float, float]]]] | None = None,
+    token: str = ECHO_TOKEN,
 ) -> dict[str, Any]:
-    """Warm up (untimed), then time `--orders` calls, reading CPU and server timings on either side."""
+    """Warm up (untimed), then time `--orders` calls, reading CPU and server timings on either side.
+
+    Both servers get the same authorization header, so the echo carries the same bytes per call.
+    """
+    metadata = (("authorization", f"Bearer {token}"),)
     run = secrets.token_hex(4)
     warmup = build_requests(run, f"{phase}w", WARMUP_CALLS)
     measured = build_requests(run, f"{phase}m", args.orders)
     async with grpc.aio.insecure_channel(address) as channel:
         await asyncio.wait_for(channel.channel_ready(), timeout=30)
         stub = orders_pb2_grpc.OrderServiceStub(channel)
-        warm = await run_calls(stub, warmup, args.concurrency)
+        warm = await run_calls(stub, warmup, args.concurrency, metadata)
         timings_before = await scrape() if scrape else {}
         cpu_before = probes.cpu_snapshot(server_pid, data_dir)
-        outcome = await run_calls(stub, measured, args.concurrency)
+        outcome = await run_calls(stub, measured, args.concurrency, metadata)
         cpu_after = probes.cpu_snapshot(server_pid, data_dir)
         timings_after = await scrape() if scrape else {}
     figures = report.summarize(outcome)
@@ -79,6 +88,8 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
     log_path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="tm-bench-", ignore_cleanup_errors=True) as tmp:
         daemon = Daemon(Path(tmp) / "data", log_path)
+        # The per-token API limit would throttle the benchmark itself; it is measured apart from it.
+        daemon.config.write_text(config_text(daemon.grpc_port, daemon.metrics_port, extra=_UNLIMITED))
         url = f"http://127.0.0.1:{daemon.metrics_port}/metrics"
         try:
             await asyncio.to_thread(daemon.start)
@@ -90,6 +101,7 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
                 daemon.proc.pid,
                 str(daemon.data_dir),
                 lambda: asyncio.to_thread(probes.scrape_timings, url),
+                daemon.admin_token,
             )
         finally:
             if daemon.proc is not None and daemon.proc.poll() is None:

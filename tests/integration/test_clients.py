@@ -17,12 +17,12 @@ GRPCURL = Path(sys.executable).parent / "grpcurl"
 def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "clients.cli", *args, "--server", daemon.address],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=daemon.cli_env(),
     )  # fmt: skip
 
 
 def grpcurl(daemon: Daemon, method: str, body: dict | None = None) -> subprocess.CompletedProcess[str]:
-    args = [str(GRPCURL), "-plaintext", "-format-error"]
+    args = [str(GRPCURL), "-plaintext", "-format-error", "-H", f"authorization: Bearer {daemon.admin_token}"]
     if body is not None:
         args += ["-d", json.dumps(body)]
     return subprocess.run([*args, daemon.address, *method.split()], capture_output=True, text=True, timeout=60)

@@ -142,7 +142,7 @@ def test_cli_dry_run_prints_the_explanation(daemon: Daemon) -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "clients.cli", "order", "place", "NSE:INFY", "buy", "5", "--product", "mis",
          "--group", "holders", "--dry-run", "--server", daemon.address],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True, env=daemon.cli_env(),
     )  # fmt: skip
     assert "Route:" in shown.stdout and "mostly on" in shown.stdout
     assert "Candidates" in shown.stdout and "ua1" in shown.stdout

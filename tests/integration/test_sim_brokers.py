@@ -150,7 +150,7 @@ def test_manual_login_through_the_cli(daemon: Daemon) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "clients.cli", "accounts", "login", "kite-manual", "--redirect", redirect,
          "--server", daemon.address],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=daemon.cli_env(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "kite-manual" in done.stdout
@@ -161,7 +161,7 @@ def test_manual_login_through_the_cli(daemon: Daemon) -> None:
     bad = subprocess.run(
         [sys.executable, "-m", "clients.cli", "accounts", "login", "kite-manual", "--redirect", "http://x/cb?a=1",
          "--server", daemon.address],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=daemon.cli_env(),
     )  # fmt: skip
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "request_token" in bad.stderr
 

@@ -1,0 +1,51 @@
+"""The first start's admin: with no users in the database, create `admin` and a token for it, write the
+token to a 0600 file in the data dir where the CLI looks for it, and print it once.
+
+Nothing is ever open without a token, so this is how a fresh install is reachable at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from engine.security.tokens import format_token, hash_secret, new_token
+from engine.store.users import UserStore
+
+log = logging.getLogger(__name__)
+ADMIN = "admin"
+
+
+async def ensure_admin(users: UserStore, token_file: Path, renew: bool = False) -> str | None:
+    """Create the first admin and return its token, or None when users exist already.
+
+    ``renew`` is the way back in after the token is lost: `admin` becomes an admin again (recreated if it
+    was removed) with a new token, whatever users exist. Whoever can start the daemon on its data dir
+    could read the database anyway, so this grants nothing new.
+    """
+    if not renew and await users.any_user():
+        return None
+    token_id, secret = new_token()
+    token = format_token(token_id, secret)
+    _write_private(token_file, token + "\n")  # before the rows: a crash in between just repeats this
+    if not await users.add_admin_token(ADMIN, token_id, hash_secret(secret), only_if_no_users=not renew):
+        return None
+    log.warning("user %s has a new API token in %s (mode 0600)", ADMIN, token_file)
+    return token
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Owner-only from the first byte, and replaced whole, so a stale token from a reset database is not left."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,148 @@
+"""Authentication and its parts, without a server: token checks and caching, rate limits, audit detail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.api.auth import Authenticator, _detail, _target
+from engine.errors import PermissionDenied, Unauthenticated
+from engine.security.principal import Principal
+from engine.security.rate_limit import RateLimiter
+from engine.security.tokens import Role, format_token, hash_secret, new_token
+from engine.store.users import TokenOwner, User
+from trademaster.v1 import accounts_pb2, orders_pb2
+
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+class FakeUsers:
+    """Just what Authenticator reads; counts reads to show the cache at work."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, TokenOwner] = {}
+        self.reads = 0
+
+    def issue(self, user: User) -> str:
+        token_id, secret = new_token()
+        self.rows[token_id] = TokenOwner(hash_secret(secret), user)
+        return format_token(token_id, secret)
+
+    async def owner(self, token_id: str) -> TokenOwner | None:
+        self.reads += 1
+        return self.rows.get(token_id)
+
+
+@pytest.fixture
+def users() -> FakeUsers:
+    return FakeUsers()
+
+
+TOM = User("tom", Role.TRADER, ("alpha",), NOW)
+
+
+async def test_a_good_token_is_the_user_with_their_accounts(users: FakeUsers) -> None:
+    auth = Authenticator(users)  # type: ignore[arg-type]
+    token = users.issue(TOM)
+    me = await auth.authenticate(f"Bearer {token}")
+    assert (me.user, me.role, me.accounts) == ("tom", Role.TRADER, frozenset({"alpha"}))
+    assert me.label == f"tom (token {me.token_id})"
+    assert await auth.authenticate(f"bearer {token}") == me
+    assert users.reads == 1  # the second call was served from the cache
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (None, "missing API token"),
+        ("", "missing API token"),
+        ("Basic abc", "must be 'Bearer <token>'"),
+        ("Bearer nope", "malformed API token"),
+        ("Bearer tm_0123456789ab_" + "A" * 43, "unknown or revoked"),
+    ],
+)
+async def test_bad_headers_are_unauthenticated_and_say_why(
+    users: FakeUsers, header: str | None, message: str
+) -> None:
+    with pytest.raises(Unauthenticated, match=message):
+        await Authenticator(users).authenticate(header)  # type: ignore[arg-type]
+
+
+async def test_a_wrong_secret_is_refused_even_when_the_right_one_is_cached(users: FakeUsers) -> None:
+    auth = Authenticator(users)  # type: ignore[arg-type]
+    token = users.issue(TOM)
+    await auth.authenticate(f"Bearer {token}")
+    forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    with pytest.raises(Unauthenticated, match="wrong secret"):
+        await auth.authenticate(f"Bearer {forged}")
+
+
+async def test_forgetting_a_token_makes_the_next_call_read_the_store(users: FakeUsers) -> None:
+    auth = Authenticator(users)  # type: ignore[arg-type]
+    token = users.issue(TOM)
+    me = await auth.authenticate(f"Bearer {token}")
+    del users.rows[me.token_id]  # revoked
+    assert await auth.authenticate(f"Bearer {token}") == me  # still cached
+    auth.forget(token_id=me.token_id)
+    with pytest.raises(Unauthenticated, match="unknown or revoked"):
+        await auth.authenticate(f"Bearer {token}")
+
+
+async def test_forgetting_a_user_drops_all_their_tokens(users: FakeUsers) -> None:
+    auth = Authenticator(users)  # type: ignore[arg-type]
+    first, second = users.issue(TOM), users.issue(TOM)
+    for token in (first, second):
+        await auth.authenticate(f"Bearer {token}")
+    users.rows.clear()
+    auth.forget(user="tom")
+    for token in (first, second):
+        with pytest.raises(Unauthenticated):
+            await auth.authenticate(f"Bearer {token}")
+
+
+async def test_a_zero_cache_reads_the_store_every_time(users: FakeUsers) -> None:
+    auth = Authenticator(users, cache_seconds=0)  # type: ignore[arg-type]
+    token = users.issue(TOM)
+    await auth.authenticate(f"Bearer {token}")
+    await auth.authenticate(f"Bearer {token}")
+    assert users.reads == 2
+
+
+def test_principal_sees_only_its_accounts_unless_admin() -> None:
+    tom = Principal("tom", Role.TRADER, "t1", frozenset({"alpha"}))
+    root = Principal("root", Role.ADMIN, "t2", frozenset())
+    assert tom.visible(["alpha", "beta"]) == ["alpha"] and root.visible(["alpha", "beta"]) == ["alpha", "beta"]
+    with pytest.raises(PermissionDenied, match="account beta is not one of tom's accounts \\(alpha\\)"):
+        tom.require("beta")
+    root.require("beta")
+
+
+def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
+    now = [0.0]
+    limiter = RateLimiter(per_second=10, burst=3, clock=lambda: now[0])
+    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a") == pytest.approx(0.1)
+    assert limiter.take("b") == 0.0  # per key
+    now[0] = 0.1
+    assert limiter.take("a") == 0.0
+    assert limiter.take("a") > 0
+    now[0] = 100.0
+    assert [limiter.take("a") for _ in range(4)][-1] > 0  # refills only up to the burst
+
+
+def test_rate_limiter_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(per_second=0, burst=1)
+    with pytest.raises(ValueError):
+        RateLimiter(per_second=1, burst=0)
+
+
+def test_audit_detail_leaves_out_the_login_redirect_and_names_the_target() -> None:
+    login = accounts_pb2.CompleteLoginRequest(account="alpha", redirect="https://cb/?request_token=s3cr3t")
+    assert "s3cr3t" not in _detail(login) and 'account: "alpha"' in _detail(login)
+    assert _target(login) == "account=alpha"
+    order = orders_pb2.CancelOrderRequest(order_id="o-1")
+    assert _target(order) == "order_id=o-1"
+    long = orders_pb2.PlaceOrderRequest(client_order_id="x" * 64, instrument="NSE:" + "Y" * 600)
+    assert len(_detail(long)) == 500 and _detail(long).endswith("…")

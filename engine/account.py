@@ -267,8 +267,7 @@ class AccountRuntime:
     def _duplicate(self, order: Order, request: OrderRequest) -> Submission:
         if not _same_order(order, request):
             raise FailedPrecondition(
-                f"client_order_id {request.client_order_id} was already used for a different order"
-                f" ({order.order_id}); use a new id for a new order"
+                f"client_order_id {request.client_order_id} was already used for a different order; use a new id"
             )
         return self._submission(order, duplicate=True)
 

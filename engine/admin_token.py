@@ -22,16 +22,20 @@ async def ensure_admin(users: UserStore, token_file: Path, renew: bool = False) 
     """Create the first admin and return its token, or None when users exist already.
 
     ``renew`` is the way back in after the token is lost: `admin` becomes an admin again (recreated if it
-    was removed) with a new token, whatever users exist. Whoever can start the daemon on its data dir
-    could read the database anyway, so this grants nothing new.
+    was removed) with a new token, and its earlier tokens are revoked, since a lost token may be in someone
+    else's hands. Whoever can start the daemon on its data dir could read the database anyway, so this
+    grants nothing new.
+
+    The rows come before the file: a crash in between leaves a token nobody holds, and `--new-admin-token`
+    makes another; the other order could leave a file whose token was never stored.
     """
     if not renew and await users.any_user():
         return None
     token_id, secret = new_token()
     token = format_token(token_id, secret)
-    _write_private(token_file, token + "\n")  # before the rows: a crash in between just repeats this
     if not await users.add_admin_token(ADMIN, token_id, hash_secret(secret), only_if_no_users=not renew):
         return None
+    _write_private(token_file, token + "\n")
     log.warning("user %s has a new API token in %s (mode 0600)", ADMIN, token_file)
     return token
 

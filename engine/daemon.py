@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -15,14 +16,15 @@ from dataclasses import dataclass, field
 
 import ray
 import uvloop
-from prometheus_client import start_http_server
 
 from actors.account import AccountActor
 from actors.ledger import LedgerActor
 from engine.admin_token import ensure_admin
-from engine.api.auth import Authenticator, AuthInterceptor
+from engine.api.auth import Authenticator
 from engine.api.events import EventHub
 from engine.api.gateway import AccountHandle, Gateway
+from engine.api.guard import AuthInterceptor
+from engine.api.metrics_http import MetricsServer, tls_context
 from engine.api.placement import Placement
 from engine.api.security import SecurityService
 from engine.api.server import build_server, mark_serving
@@ -59,18 +61,17 @@ def _split(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _serve_metrics(server: ServerSettings) -> None:
-    """Prometheus scrapes under the API's TLS rules: its certificate and, with a client CA, a client certificate.
-
-    The metrics name accounts and show their order flow, so they get the same protection as the API.
-    """
-    host, port = _split(server.metrics_listen)
-    cert, key, client_ca = (
-        str(path) if path else None for path in (server.tls_cert_file, server.tls_key_file, server.tls_client_ca_file)
-    )
-    start_http_server(
-        port, addr=host, certfile=cert, keyfile=key, client_cafile=client_ca, client_auth_required=bool(client_ca)
-    )
+def _warn_if_exposed(server: ServerSettings) -> None:
+    """Without TLS, tokens and orders cross the wire in the clear: fine on loopback, a leak anywhere else."""
+    host, _ = _split(server.listen)
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if server.tls_cert_file is None and not loopback:
+        log.warning(
+            "serving on %s without TLS: API tokens travel in the clear; set server.tls_cert_file", server.listen
+        )
 
 
 def _start_ray(settings: Settings) -> None:
@@ -126,7 +127,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     token_file = settings.security.admin_token_path(settings.data_dir)
     first_token = await ensure_admin(users, token_file, renew=new_admin_token)
     audit = AuditLog(pool)
-    await audit.start()
+    audit.start()
     authenticator = Authenticator(users, settings.security.token_cache_seconds)
     limiter = RateLimiter(settings.security.api_requests_per_second, settings.security.api_burst)
     security = SecurityService(users, authenticator, audit, list(gateway.accounts))
@@ -134,16 +135,19 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
         gateway, hub, placement, routed, security, AuthInterceptor(authenticator, limiter, audit), settings.server
     )
     await server.start()
-    await mark_serving(health)
+    loop = asyncio.get_running_loop()
+    metrics: MetricsServer | None = None
     if settings.server.metrics_listen:
-        _serve_metrics(settings.server)
+        host, port = _split(settings.server.metrics_listen)
+        metrics = MetricsServer(host, port, tls_context(settings.server), authenticator, loop)
+    await mark_serving(health)
     log.info("serving gRPC on %s", settings.server.listen)
+    _warn_if_exposed(settings.server)
     print(f"trademaster: serving on {settings.server.listen}", flush=True)
     if first_token:
         print(f"trademaster: admin API token, shown once (the CLI reads {token_file}): {first_token}", flush=True)
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
@@ -151,6 +155,8 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     log.info("shutting down: draining calls")
     await health.enter_graceful_shutdown()
     await server.stop(settings.server.shutdown_grace_seconds)
+    if metrics is not None:
+        await asyncio.to_thread(metrics.stop)
     await hub.stop()
     await audit.stop()
     await gateway.stop()

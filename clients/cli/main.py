@@ -6,118 +6,33 @@ and exits non-zero.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-import grpc
 import typer
 
 from clients.cli import render
-from clients.python import DEFAULT_SERVER, Client, TlsOptions
+from clients.cli.connect import JsonOpt, ServerOpt, connect, connection, rpc_errors
+from clients.cli.security import audit_app, tokens_app, users_app
+from clients.python import DEFAULT_SERVER
 from engine.api import convert
 from engine.domain import OrderStatus, OrderType, Product, Side
-from engine.paths import ADMIN_TOKEN_NAME, default_data_dir
 from engine.routing import RoutingMode
 from engine.security.credentials import ConfigSecret
-from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2, security_pb2
+from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2
 
 app = typer.Typer(help="TradeMaster Orchestrator: many broker accounts, one trading book.", no_args_is_help=True)
+app.callback()(connection)
 order_app = typer.Typer(help="Place, change and inspect orders.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
 
-F = TypeVar("F", bound=Callable[..., object])
 _MODES = {
     RoutingMode.STANDARD: orders_pb2.ROUTING_MODE_STANDARD,
     RoutingMode.ORCHESTRATOR: orders_pb2.ROUTING_MODE_ORCHESTRATOR,
 }
-
-ServerOpt = Annotated[str, typer.Option("--server", envvar="TRADEMASTER_ADDRESS", help="Daemon address HOST:PORT.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API response as JSON.")]
-
-
-@dataclass
-class _Connection:
-    """How client commands reach the daemon, from the options before the command."""
-
-    token: str | None = None
-    token_file: Path | None = None
-    tls: TlsOptions | None = None
-
-
-_CONNECTION = _Connection()
-
-
-@app.callback()
-def connection(
-    token: Annotated[
-        str | None, typer.Option(envvar="TRADEMASTER_TOKEN", help="API token (tm_...). Default: from --token-file.")
-    ] = None,
-    token_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="TRADEMASTER_TOKEN_FILE", help="File holding the API token. Default: admin.token in the data dir."
-        ),
-    ] = None,
-    tls_ca: Annotated[
-        Path | None, typer.Option(envvar="TRADEMASTER_TLS_CA", help="CA certificate: connect with TLS, trusting it.")
-    ] = None,
-    tls_cert: Annotated[
-        Path | None, typer.Option(envvar="TRADEMASTER_TLS_CERT", help="Client certificate, for mutual TLS.")
-    ] = None,
-    tls_key: Annotated[
-        Path | None, typer.Option(envvar="TRADEMASTER_TLS_KEY", help="Client key, for mutual TLS.")
-    ] = None,
-    tls_server_name: Annotated[
-        str | None,
-        typer.Option(envvar="TRADEMASTER_TLS_SERVER_NAME", help="Check the daemon's certificate for this name."),
-    ] = None,
-) -> None:
-    """Options for every command that talks to the daemon; give them before the command."""
-    _CONNECTION.token = token
-    _CONNECTION.token_file = token_file
-    if tls_ca or tls_cert or tls_key or tls_server_name:
-        try:
-            _CONNECTION.tls = TlsOptions(tls_ca, tls_cert, tls_key, tls_server_name)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-
-def _token() -> str | None:
-    """--token, else the token file; without either the daemon's answer says what is missing."""
-    if _CONNECTION.token:
-        return _CONNECTION.token
-    path = _CONNECTION.token_file or default_data_dir() / ADMIN_TOKEN_NAME
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        if _CONNECTION.token_file is not None:
-            typer.echo(f"error: token file {path} does not exist", err=True)
-            raise typer.Exit(2) from None
-        return None
-
-
-def _client(server: str) -> Client:
-    return Client(server, token=_token(), tls=_CONNECTION.tls)
-
-
-def _rpc_errors(fn: F) -> F:
-    """Show a failed call as the server's status and message, exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: object, **kwargs: object) -> object:
-        try:
-            return fn(*args, **kwargs)
-        except grpc.RpcError as exc:
-            typer.echo(f"error: {exc.code().name}: {exc.details()}", err=True)  # type: ignore[attr-defined]
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
@@ -215,12 +130,12 @@ app.add_typer(accounts_app, name="accounts")
 
 
 @accounts_app.callback()
-@_rpc_errors
+@rpc_errors
 def accounts(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
     """List the accounts with their broker, status and health."""
     if ctx.invoked_subcommand is not None:
         return
-    with _client(server) as client:
+    with connect(server) as client:
         reply = client.accounts.ListAccounts(accounts_pb2.ListAccountsRequest())
     if json:
         typer.echo(render.as_json(reply))
@@ -229,7 +144,7 @@ def accounts(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, json: JsonO
 
 
 @accounts_app.command("login")
-@_rpc_errors
+@rpc_errors
 def accounts_login(
     account: str,
     redirect: Annotated[
@@ -239,7 +154,7 @@ def accounts_login(
     json: JsonOpt = False,
 ) -> None:
     """Log an account in to its broker: open the printed URL, log in, paste where it sends you."""
-    with _client(server) as client:
+    with connect(server) as client:
         if redirect is None:
             started = client.accounts.StartLogin(accounts_pb2.StartLoginRequest(account=account))
             typer.echo(f"Open this URL, log in, and paste the address the broker sends you to:\n{started.login_url}")
@@ -259,7 +174,7 @@ def _show_order(order: orders_pb2.Order, json: bool, title: str = "Order") -> No
 
 
 @order_app.command("place")
-@_rpc_errors
+@rpc_errors
 def order_place(
     instrument: Annotated[str, typer.Argument(help="EXCHANGE:SYMBOL, e.g. NSE:INFY.")],
     side: Annotated[Side, typer.Argument(case_sensitive=False)],
@@ -297,7 +212,7 @@ def order_place(
         group=group,
         mode=_MODES[mode] if mode else orders_pb2.ROUTING_MODE_UNSPECIFIED,
     )
-    with _client(server) as client:
+    with connect(server) as client:
         if dry_run:
             preview = client.orders.PreviewRoute(request)
             typer.echo(render.as_json(preview)) if json else render.route(preview)
@@ -313,15 +228,15 @@ def order_place(
 
 
 @order_app.command("cancel")
-@_rpc_errors
+@rpc_errors
 def order_cancel(order_id: str, server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
     """Cancel an open order."""
-    with _client(server) as client:
+    with connect(server) as client:
         _show_order(client.orders.CancelOrder(orders_pb2.CancelOrderRequest(order_id=order_id)), json)
 
 
 @order_app.command("modify")
-@_rpc_errors
+@rpc_errors
 def order_modify(
     order_id: str,
     quantity: Annotated[int | None, typer.Option(help="New total quantity.")] = None,
@@ -341,12 +256,12 @@ def order_modify(
         request.trigger_price = trigger_price
     if order_type is not None:
         request.order_type = convert.order_type_to_proto(order_type)
-    with _client(server) as client:
+    with connect(server) as client:
         _show_order(client.orders.ModifyOrder(request), json)
 
 
 @order_app.command("get")
-@_rpc_errors
+@rpc_errors
 def order_get(
     order_id: Annotated[str, typer.Argument(help="The daemon's order id (or a client order id with --client).")],
     client_id: Annotated[bool, typer.Option("--client", help="ORDER_ID is a client_order_id.")] = False,
@@ -359,12 +274,12 @@ def order_get(
         if client_id
         else orders_pb2.GetOrderRequest(order_id=order_id)
     )
-    with _client(server) as client:
+    with connect(server) as client:
         _show_order(client.orders.GetOrder(request), json)
 
 
 @order_app.command("list")
-@_rpc_errors
+@rpc_errors
 def order_list(
     account: Annotated[str, typer.Option(help="Only this account.")] = "",
     open_only: Annotated[bool, typer.Option("--open", help="Only orders still working.")] = False,
@@ -380,7 +295,7 @@ def order_list(
         statuses=[convert.status_to_proto(s) for s in status or []],
         limit=limit,
     )
-    with _client(server) as client:
+    with connect(server) as client:
         reply = client.orders.ListOrders(request)
     if json:
         typer.echo(render.as_json(reply))
@@ -389,14 +304,14 @@ def order_list(
 
 
 @app.command()
-@_rpc_errors
+@rpc_errors
 def portfolio(
     account: Annotated[list[str] | None, typer.Option(help="Only these accounts (repeatable).")] = None,
     server: ServerOpt = DEFAULT_SERVER,
     json: JsonOpt = False,
 ) -> None:
     """The consolidated book: positions, holdings, funds and PnL across accounts."""
-    with _client(server) as client:
+    with connect(server) as client:
         reply = client.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest(accounts=account or []))
     if json:
         typer.echo(render.as_json(reply))
@@ -405,7 +320,7 @@ def portfolio(
 
 
 @app.command()
-@_rpc_errors
+@rpc_errors
 def events(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming new events.")] = False,
     after: Annotated[
@@ -419,7 +334,7 @@ def events(
     request = orders_pb2.StreamOrderEventsRequest(account=account, catch_up_only=not follow)
     if after is not None or not follow:
         request.after_sequence = after or 0
-    with _client(server) as client:
+    with connect(server) as client:
         try:
             for event in client.orders.StreamOrderEvents(request):
                 typer.echo(render.as_json(event).replace("\n", "") if json else render.order_event(event))
@@ -428,118 +343,6 @@ def events(
             pass
 
 
-users_app = typer.Typer(help="Users and the accounts they own (admin).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
-_ROLES = {"viewer": security_pb2.ROLE_VIEWER, "trader": security_pb2.ROLE_TRADER, "admin": security_pb2.ROLE_ADMIN}
-
-
-@users_app.command("add")
-@_rpc_errors
-def users_add(
-    name: str,
-    role: Annotated[str, typer.Option(help="viewer (reads), trader (and orders), admin (and users, all accounts).")],
-    account: Annotated[list[str] | None, typer.Option(help="An account the user owns (repeatable).")] = None,
-    server: ServerOpt = DEFAULT_SERVER,
-    json: JsonOpt = False,
-) -> None:
-    """Add a user; then give them a token with `tokens create --user NAME`."""
-    if role not in _ROLES:
-        raise typer.BadParameter(f"{role!r}: one of {', '.join(_ROLES)}", param_hint="--role")
-    with _client(server) as client:
-        reply = client.security.AddUser(security_pb2.AddUserRequest(name=name, role=_ROLES[role], accounts=account))
-    typer.echo(render.as_json(reply)) if json else render.users([reply])
-
-
-@users_app.command("list")
-@_rpc_errors
-def users_list(server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
-    """List users with their role and accounts."""
-    with _client(server) as client:
-        reply = client.security.ListUsers(security_pb2.ListUsersRequest())
-    typer.echo(render.as_json(reply)) if json else render.users(reply.users)
-
-
-@users_app.command("remove")
-@_rpc_errors
-def users_remove(name: str, server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
-    """Remove a user; every token they hold stops working at once."""
-    with _client(server) as client:
-        reply = client.security.RemoveUser(security_pb2.RemoveUserRequest(name=name))
-    if json:
-        typer.echo(render.as_json(reply))
-    else:
-        typer.echo(f"removed {reply.user.name}; {reply.tokens_revoked} token(s) revoked")
-
-
-tokens_app = typer.Typer(help="API tokens: your own, or anyone's as an admin.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
-UserOpt = Annotated[str, typer.Option(help="Whose tokens (admins only). Default: yours.")]
-
-
-@tokens_app.command("create")
-@_rpc_errors
-def tokens_create(
-    user: UserOpt = "",
-    description: Annotated[str, typer.Option(help="What the token is for, e.g. the bot that uses it.")] = "",
-    server: ServerOpt = DEFAULT_SERVER,
-    json: JsonOpt = False,
-) -> None:
-    """Create a token and print it: it is shown this once, only its hash is kept."""
-    with _client(server) as client:
-        reply = client.security.CreateToken(security_pb2.CreateTokenRequest(user=user, description=description))
-    if json:
-        typer.echo(render.as_json(reply))
-        return
-    typer.echo(f"token {reply.token.id} for {reply.token.user} (shown once; store it now):", err=True)
-    typer.echo(reply.secret)
-
-
-@tokens_app.command("list")
-@_rpc_errors
-def tokens_list(user: UserOpt = "", server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
-    """List tokens by id (never their secrets), with when each was created or revoked."""
-    with _client(server) as client:
-        reply = client.security.ListTokens(security_pb2.ListTokensRequest(user=user))
-    typer.echo(render.as_json(reply)) if json else render.tokens(reply.tokens)
-
-
-@tokens_app.command("revoke")
-@_rpc_errors
-def tokens_revoke(token_id: str, server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
-    """Revoke a token by its id; calls with it fail from now on."""
-    with _client(server) as client:
-        reply = client.security.RevokeToken(security_pb2.RevokeTokenRequest(id=token_id))
-    typer.echo(render.as_json(reply)) if json else render.tokens([reply])
-
-
-audit_app = typer.Typer(help="The tamper-evident audit trail of every command (admin).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
-
-
-@audit_app.command("tail")
-@_rpc_errors
-def audit_tail(
-    limit: Annotated[int, typer.Option("-n", "--limit", help="How many of the newest entries; at most 1000.")] = 20,
-    server: ServerOpt = DEFAULT_SERVER,
-    json: JsonOpt = False,
-) -> None:
-    """The newest audit entries, oldest first."""
-    with _client(server) as client:
-        reply = client.security.TailAudit(security_pb2.TailAuditRequest(limit=limit))
-    typer.echo(render.as_json(reply)) if json else render.audit(reply.entries)
-
-
-@audit_app.command("verify")
-@_rpc_errors
-def audit_verify(server: ServerOpt = DEFAULT_SERVER, json: JsonOpt = False) -> None:
-    """Check every entry's hash and link and the stored head; exit 1 naming the first edited or missing row."""
-    with _client(server) as client:
-        reply = client.security.VerifyAudit(security_pb2.VerifyAuditRequest())
-    if json:
-        typer.echo(render.as_json(reply))
-    elif reply.ok:
-        typer.echo(f"audit trail intact: {reply.rows_checked} entries verified")
-    else:
-        typer.echo(f"audit trail BROKEN at row {reply.seq}: {reply.problem}", err=True)
-    if not reply.ok:
-        raise typer.Exit(1)

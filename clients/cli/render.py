@@ -165,7 +165,7 @@ def _when(stamp: Timestamp) -> str:
 
 def users(items: Sequence[security_pb2.User]) -> None:
     rows = (
-        [u.name, security_pb2.Role.Name(u.role).removeprefix("ROLE_").lower(), ", ".join(u.accounts) or "-"]
+        [u.name, _label(convert.role_from_proto(u.role)), ", ".join(u.accounts) or "-"]
         for u in items
     )
     console.print(table("Users", ["user", "role", "accounts"], rows))

@@ -15,7 +15,8 @@ from engine.domain.accounts import AccountSnapshot
 from engine.ledger import ConsolidatedPosition, MarkedPosition
 from engine.portfolio import AccountBook, HoldingView, PortfolioView
 from engine.routing import CandidateReport, RouteDecision, RoutingMode, slices
-from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2
+from engine.security.tokens import Role
+from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2, security_pb2
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -28,6 +29,14 @@ def _from_proto_enum(value: int, prefix: str, enum_type, domain: type[E]) -> E |
     name = enum_type.Name(value) if value in enum_type.values() else ""
     key = name.removeprefix(f"{prefix}_")
     return domain[key] if key in domain.__members__ else None
+
+
+def role_to_proto(role: Role) -> int:
+    return _to_proto_enum(role, "ROLE", security_pb2.Role)
+
+
+def role_from_proto(value: int) -> Role | None:
+    return _from_proto_enum(value, "ROLE", security_pb2.Role, Role)
 
 
 def side_to_proto(side: Side) -> int:

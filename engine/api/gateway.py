@@ -76,7 +76,8 @@ class Gateway:
         """The named account, else the caller's default: the configured default if theirs, else their only one."""
         name = account_id or self._default_for(caller)
         if not name:
-            raise InvalidArgument(field, "required: no default account is configured")
+            why = "the default account is not yours" if self.default_account else "no default account is configured"
+            raise InvalidArgument(field, f"required: {why}, name one of {caller.user}'s accounts")
         handle = self.accounts.get(name)
         if handle is None:
             raise InvalidArgument(field, f"unknown account {name!r}")

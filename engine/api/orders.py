@@ -156,10 +156,13 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         key = request.WhichOneof("key")
         if key == "client_order_id":
             value = validation.text("client_order_id", request.client_order_id, required=True, limit=80)
-            plain = await self._gw.store.get_by_client_id(value)
-            order = self._require_visible(plain) if plain else await self._routed_view(
-                await self._routed.get_by_client_id(value)
-            )
+            try:
+                plain = await self._gw.store.get_by_client_id(value)
+                order = self._require_visible(plain) if plain else await self._routed_view(
+                    await self._routed.get_by_client_id(value)
+                )
+            except PermissionDenied:
+                order = None  # client ids are guessable: another user's order looks like no order
             if order is None:
                 raise NotFound(f"no order with client_order_id {value}")
             return self._proto(order)

@@ -42,6 +42,7 @@ from engine.routing import (
     standard,
 )
 from engine.security.principal import Principal
+from engine.security.tokens import Role
 from engine.store.routed import RoutedOrderStore
 from trademaster.v1 import orders_pb2
 
@@ -209,7 +210,7 @@ class Placement:
             # A retry must find its original before routing again, which would see its own legs' effects.
             known = await self._routed.get_by_client_id(validation.text("client_order_id", req.client_order_id))
             if known is not None:
-                _same_request(known, validation.place_request(req, "", self._gw.lookup))
+                _same_request(known, validation.place_request(req, "", self._gw.lookup), caller)
                 return await self._duplicate(known)
         plan = await self._decide(req, caller)
         pieces = self._pieces(plan, plan.decision)
@@ -221,7 +222,7 @@ class Placement:
             if single and await self._gw.store.get_by_client_id(plan.request.client_order_id) is not None:
                 holds = [self._holds.hold(claim(plan.request, plan.shape.price))]
             elif not single and (known := await self._routed.get_by_client_id(plan.request.client_order_id)):
-                _same_request(known, plan.request)
+                _same_request(known, plan.request, caller)
                 return await self._duplicate(known)
             else:
                 raise
@@ -244,7 +245,7 @@ class Placement:
         try:
             parent, created = await self._routed.insert(parent, _DECISION_JSON.dump_python(plan.decision, mode="json"))
             if not created:
-                _same_request(parent, plan.request)
+                _same_request(parent, plan.request, caller)
                 return await self._duplicate(parent)
             legs = await self._send_legs(parent, plan, pieces, holds)
         finally:
@@ -368,12 +369,14 @@ class Placement:
             self._holds.settle(hold, acked)
 
 
-def _same_request(parent: RoutedOrder, request: OrderRequest) -> None:
-    """A retry must be the same order; reusing an id for another order is almost always a client bug."""
+def _same_request(parent: RoutedOrder, request: OrderRequest, caller: Principal) -> None:
+    """A retry must be the caller's own and the same order; reusing an id for another order is almost always
+    a client bug. Neither refusal shows the holder's order: the id may be another user's."""
+    if caller.role is not Role.ADMIN and parent.placed_by != caller.user:
+        raise FailedPrecondition(f"client_order_id {parent.client_order_id} is already in use; use a new id")
     mine = (parent.instrument, parent.side, parent.quantity, parent.product, parent.order_type, parent.price)
     theirs = (request.instrument, request.side, request.quantity, request.product, request.order_type, request.price)
     if mine != theirs:
         raise FailedPrecondition(
-            f"client_order_id {parent.client_order_id} was already used for a different order"
-            f" ({parent.order_id}); use a new id for a new order"
+            f"client_order_id {parent.client_order_id} was already used for a different order; use a new id"
         )

@@ -6,7 +6,7 @@ import re
 
 import grpc
 
-from engine.api import validation
+from engine.api import convert, validation
 from engine.api.auth import Authenticator, caller
 from engine.api.convert import timestamp
 from engine.errors import InvalidArgument, NotFound, PermissionDenied
@@ -17,19 +17,16 @@ from engine.store.users import TokenRecord, User, UserStore
 from trademaster.v1 import security_pb2, security_pb2_grpc
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
-_ROLES = {
-    security_pb2.ROLE_VIEWER: Role.VIEWER,
-    security_pb2.ROLE_TRADER: Role.TRADER,
-    security_pb2.ROLE_ADMIN: Role.ADMIN,
-}
-_ROLE_PROTO = {role: number for number, role in _ROLES.items()}
 _TAIL_DEFAULT = 20
 _TAIL_MAX = 1000
 
 
 def user_to_proto(user: User) -> security_pb2.User:
     return security_pb2.User(
-        name=user.name, role=_ROLE_PROTO[user.role], accounts=user.accounts, created_at=timestamp(user.created_at)
+        name=user.name,
+        role=convert.role_to_proto(user.role),
+        accounts=user.accounts,
+        created_at=timestamp(user.created_at),
     )
 
 
@@ -68,7 +65,7 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
         name = validation.text("name", request.name, required=True)
         if not _NAME.match(name):
             raise InvalidArgument("name", "1-40 letters, digits, '_', '.', '-', starting with a letter or digit")
-        role = _ROLES.get(request.role)
+        role = convert.role_from_proto(request.role)
         if role is None:
             raise InvalidArgument("role", "required: viewer, trader or admin")
         unknown = sorted(set(request.accounts) - set(self._accounts))
@@ -88,9 +85,9 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
         name = validation.text("name", request.name, required=True)
         if name == caller().user:
             raise InvalidArgument("name", "you cannot remove yourself; another admin can")
-        user, revoked = await self._users.remove(name)
-        self._auth.forget(user=name)
-        return security_pb2.RemoveUserResponse(user=user_to_proto(user), tokens_revoked=revoked)
+        user, token_ids = await self._users.remove(name)
+        self._auth.revoke(token_ids)
+        return security_pb2.RemoveUserResponse(user=user_to_proto(user), tokens_revoked=len(token_ids))
 
     async def CreateToken(
         self, request: security_pb2.CreateTokenRequest, context: grpc.aio.ServicerContext
@@ -117,7 +114,7 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
             raise NotFound(f"token {token_id} not found")
         _whose(caller(), found.user)
         revoked = await self._users.revoke(token_id)
-        self._auth.forget(token_id=token_id)
+        self._auth.revoke([token_id])
         return _token_proto(revoked)
 
     async def TailAudit(

@@ -7,9 +7,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.api.accounts import AccountService
-from engine.api.auth import AuthInterceptor
 from engine.api.events import EventHub
 from engine.api.gateway import Gateway
+from engine.api.guard import AuthInterceptor
 from engine.api.interceptors import ErrorAndMetricsInterceptor
 from engine.api.orders import OrderService
 from engine.api.placement import Placement

@@ -7,7 +7,6 @@ single transaction, so the chain stays a chain under concurrency and a burst cos
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -34,66 +33,80 @@ def _entry(row: asyncpg.Record) -> AuditEntry:
     )
 
 
+_Pending = tuple[AuditEntry, asyncio.Future[int]]
+
+
 class AuditLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._queue: asyncio.Queue[tuple[AuditEntry, asyncio.Future[int]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop after what is queued
         self._writer: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    def start(self) -> None:
         self._writer = asyncio.create_task(self._write_forever(), name="audit-writer")
 
     async def stop(self) -> None:
-        """Write what is queued, then stop."""
+        """Write everything queued so far, then stop; later appends fail at once."""
         if self._writer is None:
             return
-        while not self._queue.empty():
-            await self._write_batch(self._take_queued())
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        writer, self._writer = self._writer, None
+        self._queue.put_nowait(None)
+        await writer
 
     async def append(
         self, at: datetime, actor: str, action: str, target: str, peer: str, outcome: str, detail: str
-    ) -> int:
-        """Durably append one entry; returns its seq once committed."""
+    ) -> None:
+        """Durably append one entry: returns once it is committed."""
+        if self._writer is None:
+            raise RuntimeError("the audit log is stopped")
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((AuditEntry(0, at, actor, action, target, peer, outcome, detail), done))
-        return await done
-
-    def _take_queued(self) -> list[tuple[AuditEntry, asyncio.Future[int]]]:
-        batch = []
-        while not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
+        await done
 
     async def _write_forever(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            batch.extend(self._take_queued())
-            await self._write_batch(batch)
+            first = await self._queue.get()
+            batch = [] if first is None else [first]
+            stopping = first is None
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                stopping = stopping or item is None
+                if item is not None:
+                    batch.append(item)
+            if batch:
+                await self._write_batch(batch)
+            if stopping:
+                return
 
-    async def _write_batch(self, batch: list[tuple[AuditEntry, asyncio.Future[int]]]) -> None:
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        """One transaction for the batch; if it fails, each entry alone, so one bad entry costs only itself."""
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                head = await conn.fetchrow("SELECT seq, hash FROM audit_head FOR UPDATE")
-                seq, prev = head["seq"], head["hash"]
-                rows = []
-                for entry, _ in batch:
-                    seq += 1
-                    numbered = replace(entry, seq=seq)
-                    digest = entry_hash(prev, numbered)
-                    rows.append((seq, numbered.at, numbered.actor, numbered.action, numbered.target,
-                                 numbered.peer, numbered.outcome, numbered.detail, prev, digest))  # fmt: skip
-                    prev = digest
-                await conn.copy_records_to_table("audit_log", records=rows, columns=_COLUMNS.split(", "))
-                await conn.execute("UPDATE audit_head SET seq = $1, hash = $2", seq, prev)
-        except Exception as exc:  # every waiter hears it; the writer carries on with the next batch
-            log.error("audit append of %d entries failed: %s", len(batch), exc)
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            return
+            await self._commit(batch)
+        except Exception as exc:
+            if len(batch) > 1:
+                for pending in batch:
+                    await self._write_batch([pending])
+                return
+            log.critical("audit append failed: %s", exc)
+            if not batch[0][1].done():
+                batch[0][1].set_exception(exc)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            head = await conn.fetchrow("SELECT seq, hash FROM audit_head FOR UPDATE")
+            if head is None:
+                raise RuntimeError("the audit_head row is missing: the trail cannot be extended")
+            seq, prev = head["seq"], head["hash"]
+            rows = []
+            for entry, _ in batch:
+                seq += 1
+                numbered = replace(entry, seq=seq)
+                digest = entry_hash(prev, numbered)
+                rows.append((seq, numbered.at, numbered.actor, numbered.action, numbered.target,
+                             numbered.peer, numbered.outcome, numbered.detail, prev, digest))  # fmt: skip
+                prev = digest
+            await conn.copy_records_to_table("audit_log", records=rows, columns=_COLUMNS.split(", "))
+            await conn.execute("UPDATE audit_head SET seq = $1, hash = $2", seq, prev)
         first = seq - len(batch) + 1
         for offset, (_, done) in enumerate(batch):
             if not done.done():
@@ -108,6 +121,8 @@ class AuditLog:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             head = await conn.fetchrow("SELECT seq, hash FROM audit_head")
             rows = [r async for r in self._rows(conn)]
+        if head is None:
+            return ChainReport(ok=False, rows_checked=0, problem="the audit_head row is missing: it was deleted")
         return verify_chain(rows, expected_head=(head["seq"], head["hash"]))
 
     @staticmethod

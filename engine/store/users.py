@@ -61,8 +61,8 @@ class UserStore:
         return bool(await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM users)"))
 
     async def add_admin_token(self, name: str, token_id: str, secret_hash: str, *, only_if_no_users: bool) -> bool:
-        """Make ``name`` an admin (creating it if need be) holding a new token, in one transaction; with
-        ``only_if_no_users``, only on a database that has no users yet (False otherwise)."""
+        """Make ``name`` an admin (creating it if need be) whose only working token is a new one, in one
+        transaction; with ``only_if_no_users``, only on a database that has no users yet (False otherwise)."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE users IN EXCLUSIVE MODE")
             if only_if_no_users and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users)"):
@@ -70,6 +70,9 @@ class UserStore:
             await conn.execute(
                 "INSERT INTO users (name, role) VALUES ($1, 'admin') ON CONFLICT (name) DO UPDATE SET role = 'admin'",
                 name,
+            )
+            await conn.execute(
+                "UPDATE api_tokens SET revoked_at = now() WHERE user_name = $1 AND revoked_at IS NULL", name
             )
             await conn.execute(
                 "INSERT INTO api_tokens (token_id, user_name, secret_hash, description) VALUES ($1, $2, $3, $4)",
@@ -102,15 +105,15 @@ class UserStore:
     async def list(self) -> list[User]:
         return [_user(r) for r in await self._pool.fetch(f"{_USER} GROUP BY u.name ORDER BY u.name")]
 
-    async def remove(self, name: str) -> tuple[User, int]:
-        """Delete the user and their tokens; returns the user and how many working tokens died with it."""
+    async def remove(self, name: str) -> tuple[User, list[str]]:
+        """Delete the user and their tokens; returns the user and the ids of the working tokens that died with it."""
         user = await self.require(name)
         async with self._pool.acquire() as conn, conn.transaction():
-            live = await conn.fetchval(
-                "SELECT count(*) FROM api_tokens WHERE user_name = $1 AND revoked_at IS NULL", name
+            live = await conn.fetch(
+                "SELECT token_id FROM api_tokens WHERE user_name = $1 AND revoked_at IS NULL", name
             )
             await conn.execute("DELETE FROM users WHERE name = $1", name)
-        return user, live
+        return user, [r["token_id"] for r in live]
 
     async def add_token(self, token_id: str, user: str, secret_hash: str, description: str) -> TokenRecord:
         row = await self._pool.fetchrow(

@@ -100,7 +100,7 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
                 args,
                 daemon.proc.pid,
                 str(daemon.data_dir),
-                lambda: asyncio.to_thread(probes.scrape_timings, url),
+                lambda: asyncio.to_thread(probes.scrape_timings, url, daemon.admin_token),
                 daemon.admin_token,
             )
         finally:

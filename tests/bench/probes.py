@@ -89,9 +89,11 @@ def cpu_diff(before: CpuSnapshot | None, after: CpuSnapshot | None) -> dict[str,
     return dict(sorted(spent.items(), key=lambda kv: -kv[1]))
 
 
-def scrape_timings(metrics_url: str) -> dict[str, tuple[float, float]]:
-    """(sum of seconds, count) of the daemon's PlaceOrder handling and actor submit histograms."""
-    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+def scrape_timings(metrics_url: str, token: str) -> dict[str, tuple[float, float]]:
+    """(sum of seconds, count) of the daemon's PlaceOrder handling and actor submit histograms; `token`: any API
+    token, the endpoint requires one."""
+    request = urllib.request.Request(metrics_url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
         text = response.read().decode()
     found: dict[str, tuple[float, float]] = {}
     for family in text_string_to_metric_families(text):

@@ -105,7 +105,17 @@ def test_grpcurl_lists_services_and_places_an_order_by_reflection(daemon: Daemon
 
 
 def test_metrics_endpoint_exposes_orders_latency_and_streams(daemon: Daemon) -> None:
-    text = httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=10).text
+    url = f"http://127.0.0.1:{daemon.metrics_port}/metrics"
+    token = daemon.admin_token
+    wrong_secret = token[:-1] + ("B" if token.endswith("A") else "A")
+    for presented, reason in ((None, "missing API token"), ("tm_nosuch", "malformed"), (wrong_secret, "wrong secret")):
+        headers = {"authorization": f"Bearer {presented}"} if presented else {}
+        refused = httpx.get(url, headers=headers, timeout=10)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", refused.text
+        assert reason in refused.text and refused.text.count("\n") == 1
+    reply = httpx.get(url, headers={"authorization": f"Bearer {token}"}, timeout=10)
+    assert reply.status_code == 200, reply.text
+    text = reply.text
     assert 'trademaster_orders_total{account="alpha"' in text
     assert 'trademaster_rpc_duration_seconds_bucket{code="OK"' in text and 'method="PlaceOrder"' in text
     assert 'trademaster_actor_call_duration_seconds_count{actor="account",method="submit"}' in text

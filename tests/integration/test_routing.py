@@ -236,8 +236,15 @@ def test_burst_of_200_over_5_accounts_is_paced_without_a_429(daemon: Daemon, sim
             assert len(stamps) in (0, 40)
             busiest = max((_within_a_second(stamps, at) for at in stamps), default=0)
             assert busiest <= 10, f"{user.user_id}: {busiest} orders reached the broker within one second"
-    metrics = httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics").text
+    metrics = _scrape(daemon)
     assert 'trademaster_broker_rate_limited_total{account="ka1"} 0.0' in metrics
+
+
+def _scrape(daemon: Daemon) -> str:
+    token = {"authorization": f"Bearer {daemon.admin_token}"}
+    reply = httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics", headers=token, timeout=10)
+    reply.raise_for_status()
+    return reply.text
 
 
 def _within_a_second(stamps: list[datetime], start: datetime) -> int:
@@ -268,5 +275,5 @@ def test_broker_down_orders_fail_over_then_its_circuit_opens(daemon: Daemon, sim
     with daemon.client() as client, pytest.raises(grpc.RpcError) as fast:
         client.orders.PlaceOrder(_request("failover-3", 2, account="kb1"), timeout=30)
     assert fast.value.code() == grpc.StatusCode.UNAVAILABLE and "circuit is open" in fast.value.details()
-    metrics = httpx.get(f"http://127.0.0.1:{daemon.metrics_port}/metrics").text
+    metrics = _scrape(daemon)
     assert 'trademaster_circuit_state{account="kb1"} 2.0' in metrics

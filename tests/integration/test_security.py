@@ -19,7 +19,7 @@ import pytest
 from google.protobuf.message import Message
 
 from clients.python import Client
-from engine.api.auth import OPEN_METHODS, POLICY
+from engine.api.policy import OPEN_METHODS, POLICY
 from engine.security.tokens import Role
 from tests.integration.daemon import ROOT, Daemon, free_port
 from tests.integration.daemon import test_config as config_text
@@ -263,14 +263,39 @@ def test_another_users_client_order_id_is_refused_without_showing_their_order(
     daemon: Daemon, tokens: dict[str, str]
 ) -> None:
     with daemon.client(token=tokens["tom"]) as tom:
-        tom.orders.PlaceOrder(_limit_order(OWN, "shared-id"))
-    with daemon.client(token=tokens["olga"]) as olga, pytest.raises(grpc.RpcError) as refused:
-        olga.orders.PlaceOrder(_limit_order(OWN, "shared-id"))
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # the account is tom's
-    with daemon.client(token=tokens["olga"]) as olga, pytest.raises(grpc.RpcError) as taken:
-        olga.orders.PlaceOrder(_limit_order(OTHER, "shared-id"))
-    assert taken.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "shared-id" in taken.value.details()
+        toms = tom.orders.PlaceOrder(_limit_order(OWN, "shared-id")).order.order_id
+        routed = _limit_order("", "shared-routed")
+        routed.mode = orders_pb2.ROUTING_MODE_ORCHESTRATOR
+        toms_routed = tom.orders.PlaceOrder(routed).order.order_id
+    with daemon.client(token=tokens["olga"]) as olga:
+        with pytest.raises(grpc.RpcError) as refused:
+            olga.orders.PlaceOrder(_limit_order(OWN, "shared-id"))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # the account is tom's
+        answers = []
+        for request in (_limit_order(OTHER, "shared-id"), _limit_order(OTHER, "shared-routed"), routed):
+            with pytest.raises(grpc.RpcError) as taken:
+                olga.orders.PlaceOrder(request)
+            answers.append(taken.value)
+        for key in ("shared-id", "shared-routed"):  # client ids are guessable: no order behind them shows
+            with pytest.raises(grpc.RpcError) as hidden:
+                olga.orders.GetOrder(orders_pb2.GetOrderRequest(client_order_id=key))
+            answers.append(hidden.value)
+    assert [a.code() for a in answers] == [grpc.StatusCode.FAILED_PRECONDITION] * 3 + [grpc.StatusCode.NOT_FOUND] * 2
+    for answer in answers:
+        assert toms not in answer.details() and toms_routed not in answer.details() and OWN not in answer.details()
+
+
+def test_an_open_stream_ends_when_its_token_is_revoked(daemon: Daemon, tokens: dict[str, str]) -> None:
+    with daemon.client() as admin:
+        made = admin.security.CreateToken(security_pb2.CreateTokenRequest(user="tom"))
+    with daemon.client(token=made.secret) as bot:
+        stream = bot.orders.StreamOrderEvents(orders_pb2.StreamOrderEventsRequest(account=OWN), timeout=30)
+        with daemon.client() as admin:
+            admin.security.RevokeToken(security_pb2.RevokeTokenRequest(id=made.token.id))
+            admin.orders.PlaceOrder(_limit_order(OWN, "after-revoke"))  # the next event meets the revoked token
+        with pytest.raises(grpc.RpcError) as ended:
+            list(stream)
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED and "was revoked" in ended.value.details()
 
 
 # -- authentication -----------------------------------------------------------------------------
@@ -461,6 +486,8 @@ def test_first_start_printed_the_token_once_and_a_lost_token_can_be_renewed(daem
     daemon.start("--new-admin-token")
     new = daemon.admin_token
     assert new != old and (daemon.token_file.stat().st_mode & 0o777) == 0o600
-    for token in (new, old):  # the old token was lost, not leaked: it keeps working until revoked
-        with daemon.client(token=token) as admin:
-            assert admin.security.WhoAmI(security_pb2.WhoAmIRequest()).role == security_pb2.ROLE_ADMIN
+    with daemon.client(token=new) as admin:
+        assert admin.security.WhoAmI(security_pb2.WhoAmIRequest()).role == security_pb2.ROLE_ADMIN
+    with daemon.client(token=old) as lost, pytest.raises(grpc.RpcError) as refused:
+        lost.security.WhoAmI(security_pb2.WhoAmIRequest())  # a lost token may be in other hands: revoked
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED

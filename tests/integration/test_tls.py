@@ -88,10 +88,13 @@ def refused(client: Client) -> grpc.StatusCode:
 
 
 def https(daemon: Daemon, ca: Path, client: Issued | None) -> httpx.Response:
+    """A scrape with the admin token, so only TLS can refuse it."""
     context = ssl.create_default_context(cafile=ca)
     if client is not None:
         context.load_cert_chain(client.cert, client.key)
-    return httpx.get(f"https://127.0.0.1:{daemon.metrics_port}/metrics", verify=context, timeout=CALL_TIMEOUT)
+    token = {"authorization": f"Bearer {daemon.admin_token}"}
+    url = f"https://127.0.0.1:{daemon.metrics_port}/metrics"
+    return httpx.get(url, headers=token, verify=context, timeout=CALL_TIMEOUT)
 
 
 def test_mutual_tls_admits_a_client_certificate_from_the_ca(mtls: Daemon, pki: Pki) -> None:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.api.auth import Authenticator, _detail, _target
+from engine.api.auth import Authenticator
+from engine.api.guard import _detail, _target
 from engine.errors import PermissionDenied, Unauthenticated
 from engine.security.principal import Principal
 from engine.security.rate_limit import RateLimiter
@@ -78,27 +79,35 @@ async def test_a_wrong_secret_is_refused_even_when_the_right_one_is_cached(users
         await auth.authenticate(f"Bearer {forged}")
 
 
-async def test_forgetting_a_token_makes_the_next_call_read_the_store(users: FakeUsers) -> None:
+async def test_a_revoked_token_fails_at_once_though_it_was_cached(users: FakeUsers) -> None:
     auth = Authenticator(users)  # type: ignore[arg-type]
-    token = users.issue(TOM)
+    token, other = users.issue(TOM), users.issue(TOM)
     me = await auth.authenticate(f"Bearer {token}")
-    del users.rows[me.token_id]  # revoked
-    assert await auth.authenticate(f"Bearer {token}") == me  # still cached
-    auth.forget(token_id=me.token_id)
+    await auth.authenticate(f"Bearer {other}")
+    del users.rows[me.token_id]
+    auth.revoke([me.token_id])
     with pytest.raises(Unauthenticated, match="unknown or revoked"):
         await auth.authenticate(f"Bearer {token}")
+    with pytest.raises(Unauthenticated, match="was revoked"):
+        auth.check(me.token_id)  # what open streams ask before each message
+    assert (await auth.authenticate(f"Bearer {other}")).user == "tom"
 
 
-async def test_forgetting_a_user_drops_all_their_tokens(users: FakeUsers) -> None:
+async def test_a_revocation_racing_the_verification_is_not_cached_away(users: FakeUsers) -> None:
+    """The row was read before RevokeToken committed; the verification finishes after it."""
     auth = Authenticator(users)  # type: ignore[arg-type]
-    first, second = users.issue(TOM), users.issue(TOM)
-    for token in (first, second):
+    token = users.issue(TOM)
+    token_id = token.split("_")[1]
+    real_owner = users.owner
+
+    async def owner_then_revoked(key: str) -> TokenOwner | None:
+        found = await real_owner(key)
+        auth.revoke([key])
+        return found
+
+    users.owner = owner_then_revoked  # type: ignore[method-assign]
+    with pytest.raises(Unauthenticated, match=f"{token_id} was revoked"):
         await auth.authenticate(f"Bearer {token}")
-    users.rows.clear()
-    auth.forget(user="tom")
-    for token in (first, second):
-        with pytest.raises(Unauthenticated):
-            await auth.authenticate(f"Bearer {token}")
 
 
 async def test_a_zero_cache_reads_the_store_every_time(users: FakeUsers) -> None:

@@ -7,10 +7,9 @@ Nothing is ever open without a token, so this is how a fresh install is reachabl
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
+from engine.files import write_atomically
 from engine.security.tokens import format_token, hash_secret, new_token
 from engine.store.users import UserStore
 
@@ -35,21 +34,6 @@ async def ensure_admin(users: UserStore, token_file: Path, renew: bool = False) 
     token = format_token(token_id, secret)
     if not await users.add_admin_token(ADMIN, token_id, hash_secret(secret), only_if_no_users=not renew):
         return None
-    _write_private(token_file, token + "\n")
+    write_atomically(token_file, token + "\n")
     log.warning("user %s has a new API token in %s (mode 0600)", ADMIN, token_file)
     return token
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Owner-only from the first byte, and replaced whole, so a stale token from a reset database is not left."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -18,7 +18,7 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from engine.api.auth import CALLER, Authenticator
-from engine.api.interceptors import status_for
+from engine.api.interceptors import rewrap, status_for
 from engine.api.policy import OPEN_METHODS, POLICY, Rule
 from engine.errors import PermissionDenied, ResourceExhausted
 from engine.security.principal import Principal
@@ -50,25 +50,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or details.method in OPEN_METHODS:
             return handler
         call = _Call(self, details.method, POLICY.get(details.method))
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                call.unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                call.stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                call.stream(handler.stream_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        raise RuntimeError(f"{details.method}: client-streaming RPCs have no access rule")
+        return rewrap(handler, call.unary, call.stream)
 
     async def admit(self, method: str, rule: Rule | None, context: grpc.aio.ServicerContext) -> Principal:
         header = dict(context.invocation_metadata() or ()).get("authorization")

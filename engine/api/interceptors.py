@@ -51,6 +51,32 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
 
 
+Behaviour = Callable[..., Any]
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler,
+    unary: Callable[[Behaviour], Behaviour],
+    stream: Callable[[Behaviour], Behaviour],
+) -> grpc.RpcMethodHandler:
+    """The same handler with its behaviour wrapped: `unary` for unary calls, `stream` for server streams and
+    bidirectional ones (server reflection). No RPC here takes a client stream, so one is refused rather than
+    passed through unwrapped."""
+    kinds = (
+        (handler.unary_unary, unary, grpc.unary_unary_rpc_method_handler),
+        (handler.unary_stream, stream, grpc.unary_stream_rpc_method_handler),
+        (handler.stream_stream, stream, grpc.stream_stream_rpc_method_handler),
+    )
+    for behaviour, wrap, make in kinds:
+        if behaviour is not None:
+            return make(
+                wrap(behaviour),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    raise RuntimeError("client-streaming RPCs are not supported by the interceptors")
+
+
 class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
@@ -61,25 +87,7 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method.rsplit("/", 1)[-1]
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:  # server reflection
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(method, handler.stream_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(handler, lambda b: _wrap_unary(method, b), lambda b: _wrap_stream(method, b))
 
 
 def _wrap_unary(method: str, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from engine.brokers.http import BrokerHttp
-from engine.brokers.paper import write_atomically
+from engine.files import write_atomically
 
 
 async def daily_dump(http: BrokerHttp, url: str, cache_dir: Path, name: str, today: date) -> bytes:

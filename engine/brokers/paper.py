@@ -10,8 +10,6 @@ journal share a generation number, so a crash during compaction never replays a 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +30,7 @@ from engine.brokers.base import (
 from engine.brokers.pacing import Window
 from engine.domain import InstrumentId
 from engine.domain.sessions import TradingSessions
+from engine.files import write_atomically
 from engine.instrument_master import InstrumentMaster
 from engine.sim.exchange import SimExchange, utc_now
 from engine.sim.prices import PricePath
@@ -216,24 +215,3 @@ def _replay(snapshot: dict[str, Any], journal: Path) -> dict[str, Any]:
     state["trades"] = trades
     state["trades_from"] = 0
     return state
-
-
-def write_atomically(path: Path, content: str | bytes) -> None:
-    """Write via a temp file in the same directory, fsync, then rename: a crash leaves old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -17,9 +17,10 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from engine.brokers.pacing import RateLimits, Window
-from engine.brokers.paper import PaperBroker, write_atomically
+from engine.brokers.paper import PaperBroker
 from engine.brokers.session import next_expiry
 from engine.domain.sessions import TradingSessions
+from engine.files import write_atomically
 from engine.instrument_master import InstrumentMaster
 from engine.sim.clock import SimClock
 from engine.sim.config import SimAppSettings, SimSettings, SimUserSettings

@@ -88,8 +88,11 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
     log_path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="tm-bench-", ignore_cleanup_errors=True) as tmp:
         daemon = Daemon(Path(tmp) / "data", log_path)
-        # The per-token API limit would throttle the benchmark itself; it is measured apart from it.
-        daemon.config.write_text(config_text(daemon.grpc_port, daemon.metrics_port, extra=_UNLIMITED))
+        # The per-token API limit and the accounts' SEBI order pace would throttle the benchmark itself;
+        # both are measured apart from it.
+        daemon.config.write_text(
+            config_text(daemon.grpc_port, daemon.metrics_port, extra=_UNLIMITED, account_extra="orders_per_second = 0")
+        )
         url = f"http://127.0.0.1:{daemon.metrics_port}/metrics"
         try:
             await asyncio.to_thread(daemon.start)

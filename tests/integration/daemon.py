@@ -30,10 +30,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_config(grpc_port: int, metrics_port: int, extra: str = "", server_extra: str = "") -> str:
+def test_config(
+    grpc_port: int, metrics_port: int, extra: str = "", server_extra: str = "", account_extra: str = ""
+) -> str:
     """Flat prices (volatility 0) and shallow depth, so fills are exact and partial fills happen.
 
-    `server_extra` adds keys to the [server] table (TOML allows a table only once, so `extra` cannot).
+    `server_extra` adds keys to the [server] table (TOML allows a table only once, so `extra` cannot);
+    `account_extra` adds keys to every account.
     """
     return f"""
 [server]
@@ -55,6 +58,7 @@ id = "alpha"
 venue = "zerodha"
 default = true
 sync_interval_seconds = 0.2
+{account_extra}
 [accounts.paper.holdings."NSE:INFY"]
 quantity = 20
 average_price = "1400"
@@ -63,12 +67,14 @@ average_price = "1400"
 id = "beta"
 venue = "upstox"
 sync_interval_seconds = 0.2
+{account_extra}
 
 # gamma is traded only by the portfolio test, so its numbers are exact
 [[accounts]]
 id = "gamma"
 venue = "upstox"
 sync_interval_seconds = 0.2
+{account_extra}
 {extra}
 """
 

@@ -288,8 +288,11 @@ def test_another_users_client_order_id_is_refused_without_showing_their_order(
 def test_an_open_stream_ends_when_its_token_is_revoked(daemon: Daemon, tokens: dict[str, str]) -> None:
     with daemon.client() as admin:
         made = admin.security.CreateToken(security_pb2.CreateTokenRequest(user="tom"))
+        admin.orders.PlaceOrder(_limit_order(OWN, "before-revoke"))  # so alpha has history to replay
     with daemon.client(token=made.secret) as bot:
-        stream = bot.orders.StreamOrderEvents(orders_pb2.StreamOrderEventsRequest(account=OWN), timeout=30)
+        request = orders_pb2.StreamOrderEventsRequest(account=OWN, after_sequence=0)
+        stream = bot.orders.StreamOrderEvents(request, timeout=30)
+        next(stream)  # open and admitted
         with daemon.client() as admin:
             admin.security.RevokeToken(security_pb2.RevokeTokenRequest(id=made.token.id))
             admin.orders.PlaceOrder(_limit_order(OWN, "after-revoke"))  # the next event meets the revoked token

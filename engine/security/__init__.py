@@ -1,5 +1,6 @@
-"""Pure security primitives: secrets at rest, API tokens, the audit hash chain and log redaction.
+"""Security primitives: secrets at rest, API tokens and principals, rate limits, TLS file checks, the audit
+hash chain and log redaction.
 
-Nothing here does I/O beyond reading or creating the key file, so the daemon and the API wire these
-together and the rules themselves are tested with plain pytest.
+No Ray, gRPC or database here: the daemon and the API wire these together, so the rules are tested with
+plain pytest. The only I/O is reading key and certificate files and installing log filters.
 """

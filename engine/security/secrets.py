@@ -80,14 +80,20 @@ def load_key(key_file: Path | None, env_var: str) -> bytes:
     if key_file is None:
         raise SecretError(f"no encryption key: set {env_var} or configure a key file")
     try:
-        mode = stat.S_IMODE(key_file.stat().st_mode)
+        exposed = exposure(key_file)
     except FileNotFoundError as exc:
         raise SecretError(f"key file {key_file} does not exist (and {env_var} is not set)") from exc
-    if mode & 0o077:
-        raise SecretError(
-            f"key file {key_file} is readable by group or others (mode {mode:04o}); run: chmod 600 {key_file}"
-        )
+    if exposed:
+        raise SecretError(f"key file {key_file} {exposed}")
     return _decode_key(key_file.read_bytes(), f"key file {key_file}")
+
+
+def exposure(path: Path) -> str | None:
+    """What is wrong with a private file's mode, or None: like ssh, a key others may read is refused."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return f"is readable by group or others (mode {mode:04o}); run: chmod 600 {path}"
+    return None
 
 
 def _decode_key(text: str | bytes, source: str) -> bytes:

@@ -8,13 +8,14 @@ refused, as ssh refuses one and as ``secrets.load_key`` refuses the encryption k
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+from engine.security.secrets import exposure
 
 
 def check_server_tls(cert_file: Path | None, key_file: Path | None, client_ca_file: Path | None) -> None:
@@ -46,9 +47,9 @@ def _certificates(setting: str, path: Path) -> list[x509.Certificate]:
 
 def _private_key(setting: str, path: Path) -> PrivateKeyTypes:
     data = _read(setting, path)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ValueError(f"{setting} {path} is readable by group or others (mode {mode:04o}); run: chmod 600 {path}")
+    exposed = exposure(path)
+    if exposed:
+        raise ValueError(f"{setting} {path} {exposed}")
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError:

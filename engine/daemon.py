@@ -20,12 +20,15 @@ import uvloop
 from actors.account import AccountActor
 from actors.ledger import LedgerActor
 from engine.admin_token import ensure_admin
+from engine.api.accounts import AccountService
 from engine.api.auth import Authenticator
 from engine.api.events import EventHub
 from engine.api.gateway import AccountHandle, Gateway
 from engine.api.guard import AuthInterceptor
 from engine.api.metrics_http import MetricsServer, tls_context
+from engine.api.orders import OrderService
 from engine.api.placement import Placement
+from engine.api.portfolio import PortfolioService
 from engine.api.security import SecurityService
 from engine.api.server import build_server, mark_serving
 from engine.config import ServerSettings, Settings
@@ -42,6 +45,12 @@ from engine.store.orders import OrderStore
 from engine.store.routed import RoutedOrderStore
 from engine.store.sessions import SessionStore
 from engine.store.users import UserStore
+from trademaster.v1 import (
+    accounts_pb2_grpc,
+    orders_pb2_grpc,
+    portfolio_pb2_grpc,
+    security_pb2_grpc,
+)
 
 log = logging.getLogger("trademaster")
 
@@ -131,9 +140,13 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     authenticator = Authenticator(users, settings.security.token_cache_seconds)
     limiter = RateLimiter(settings.security.api_requests_per_second, settings.security.api_burst)
     security = SecurityService(users, authenticator, audit, list(gateway.accounts))
-    server, health = build_server(
-        gateway, hub, placement, routed, security, AuthInterceptor(authenticator, limiter, audit), settings.server
-    )
+    services = [
+        (orders_pb2_grpc.add_OrderServiceServicer_to_server, OrderService(gateway, hub, placement, routed)),
+        (portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server, PortfolioService(gateway)),
+        (accounts_pb2_grpc.add_AccountServiceServicer_to_server, AccountService(gateway)),
+        (security_pb2_grpc.add_SecurityServiceServicer_to_server, security),
+    ]
+    server, health = build_server(services, AuthInterceptor(authenticator, limiter, audit), settings.server)
     await server.start()
     loop = asyncio.get_running_loop()
     metrics: MetricsServer | None = None

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from engine.api.accounts import AccountService
-from engine.api.events import EventHub
-from engine.api.gateway import Gateway
 from engine.api.guard import AuthInterceptor
 from engine.api.interceptors import ErrorAndMetricsInterceptor
-from engine.api.orders import OrderService
-from engine.api.placement import Placement
-from engine.api.portfolio import PortfolioService
-from engine.api.security import SecurityService
 from engine.config import ServerSettings
-from engine.store.routed import RoutedOrderStore
 from trademaster.v1 import (
     accounts_pb2,
-    accounts_pb2_grpc,
+    marketdata_pb2,
+    operations_pb2,
     orders_pb2,
-    orders_pb2_grpc,
     portfolio_pb2,
-    portfolio_pb2_grpc,
     security_pb2,
-    security_pb2_grpc,
+    strategies_pb2,
 )
 
 _MAX_MESSAGE = 4 * 1024 * 1024
@@ -35,17 +29,16 @@ SERVICE_NAMES = (
     portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"].full_name,
     accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
     security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name,
+    operations_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name,
+    marketdata_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name,
+    strategies_pb2.DESCRIPTOR.services_by_name["StrategyService"].full_name,
 )
+Registration = tuple[Callable[[Any, grpc.aio.Server], None], object]
+"""A generated `add_<Service>Servicer_to_server` and the servicer it adds."""
 
 
 def build_server(
-    gateway: Gateway,
-    hub: EventHub,
-    placement: Placement,
-    routed: RoutedOrderStore,
-    security: SecurityService,
-    auth: AuthInterceptor,
-    settings: ServerSettings,
+    services: Sequence[Registration], auth: AuthInterceptor, settings: ServerSettings
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     server = grpc.aio.server(
         # The first is outermost: it maps what the auth interceptor and the services raise to statuses.
@@ -55,10 +48,8 @@ def build_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderService(gateway, hub, placement, routed), server)
-    portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server(PortfolioService(gateway), server)
-    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(gateway), server)
-    security_pb2_grpc.add_SecurityServiceServicer_to_server(security, server)
+    for add, servicer in services:
+        add(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

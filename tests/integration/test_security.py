@@ -23,7 +23,16 @@ from engine.api.policy import OPEN_METHODS, POLICY
 from engine.security.tokens import Role
 from tests.integration.daemon import ROOT, Daemon, free_port
 from tests.integration.daemon import test_config as config_text
-from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2, security_pb2
+from trademaster.v1 import (
+    accounts_pb2,
+    common_pb2,
+    marketdata_pb2,
+    operations_pb2,
+    orders_pb2,
+    portfolio_pb2,
+    security_pb2,
+    strategies_pb2,
+)
 
 OWN, OTHER = "alpha", "beta"
 DENIED = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
@@ -207,7 +216,9 @@ def test_every_rpc_has_an_access_rule_and_a_row_in_the_matrix() -> None:
     for full_name in SERVICE_NAMES:
         service = full_name.rsplit(".", 1)[-1]
         module = {"OrderService": orders_pb2, "PortfolioService": portfolio_pb2,
-                  "AccountService": accounts_pb2, "SecurityService": security_pb2}[service]  # fmt: skip
+                  "AccountService": accounts_pb2, "SecurityService": security_pb2,
+                  "OperationsService": operations_pb2, "MarketDataService": marketdata_pb2,
+                  "StrategyService": strategies_pb2}[service]  # fmt: skip
         for method in module.DESCRIPTOR.services_by_name[service].methods:
             served.add(f"{service}/{method.name}")
             assert f"/{full_name}/{method.name}" in POLICY, f"{service}/{method.name} has no access rule"

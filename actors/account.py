@@ -9,7 +9,7 @@ from pathlib import Path
 import ray
 
 from engine.account import AccountRuntime
-from engine.brokers.base import ModifyRequest
+from engine.brokers.base import ModifyRequest, Quote
 from engine.brokers.factory import build_adapter, build_auto_login
 from engine.brokers.pacing import OrderGate, order_windows
 from engine.config import AccountSettings, RoutingSettings, SecuritySettings
@@ -27,6 +27,11 @@ from engine.store.sessions import SessionStore
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def actor_name(account_id: str) -> str:
+    """The Ray name of an account's actor, by which other actors find it."""
+    return f"account:{account_id}"
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -86,6 +91,9 @@ class AccountActor:
     async def last_price(self, instrument: InstrumentId) -> Decimal | None:
         return await (await self._ready()).last_price(instrument)
 
+    async def quotes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, Quote]:
+        return await (await self._ready()).quotes(instruments)
+
     async def cancel(self, order_id: str) -> Order:
         return await (await self._ready()).cancel(order_id)
 
@@ -100,6 +108,12 @@ class AccountActor:
 
     async def snapshot(self) -> AccountSnapshot:
         return (await self._ready()).snapshot()
+
+    async def sync_now(self) -> AccountSnapshot:
+        """Sync with the broker first: for callers about to act on the positions (exits), not on a cached view."""
+        runtime = await self._ready()
+        await runtime.sync()
+        return runtime.snapshot()
 
     async def stop(self) -> None:
         if self._runtime is not None:

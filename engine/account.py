@@ -25,6 +25,7 @@ from engine.brokers.base import (
     BrokerTrade,
     ModifyRequest,
     PlaceRequest,
+    Quote,
     RateLimited,
     Rejected,
     Unavailable,
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 _EWMA = 0.2
 DEFAULT_ORDERS_PER_SECOND = 8
 DEFAULT_QUEUE_LIMIT = 100
+QUOTE_REUSE_SECONDS = 2.0  # a market-data quote younger than this (or the sync interval) serves the sync's marks
 
 
 def _now() -> datetime:
@@ -103,6 +105,7 @@ class AccountRuntime:
         self._error_rate = 0.0
         self._rate_limited = 0
         self._orders_today = DayCount(_today())
+        self._quoted: dict[InstrumentId, tuple[float, Quote]] = {}  # market data's answers, monotonic arrival
 
     async def start(self) -> None:
         self._live = {o.order_id: o for o in await self._store.live_orders(self.account)}
@@ -289,6 +292,29 @@ class AccountRuntime:
         quote = quotes.get(instrument)
         return quote.last_price if quote else None
 
+    async def quotes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, Quote]:
+        """The broker's quotes for the market-data actor, which chooses the batches and keeps within the
+        quote limit; kept, so the next sync need not spend the same limit asking for them again."""
+        self._check_session_expiry()
+        if self._snapshot.status is AccountStatus.LOGIN_REQUIRED:
+            raise FailedPrecondition(f"account {self.account} needs a broker login before it can quote")
+        try:
+            quotes = await self._adapter.quotes(instruments)
+        except BrokerError as exc:
+            if isinstance(exc, RateLimited):
+                self._rate_limited += 1
+            raise ServiceUnavailable(f"account {self.account}: {self.broker} quotes failed: {exc}") from None
+        now = time.monotonic()
+        self._quoted.update((i, (now, q)) for i, q in quotes.items())
+        return quotes
+
+    async def _sync_quotes(self, wanted: set[InstrumentId]) -> dict[InstrumentId, Quote]:
+        """Quotes for the sync's marks: market data's recent answers, and the broker for the rest."""
+        fresh_after = time.monotonic() - max(self._interval, QUOTE_REUSE_SECONDS)
+        recent = {i: held[1] for i in wanted if (held := self._quoted.get(i)) and held[0] >= fresh_after}
+        rest = sorted(wanted - recent.keys())
+        return {**recent, **(await self._adapter.quotes(rest) if rest else {})}
+
     async def cancel(self, order_id: str) -> Order:
         await self._live_order(order_id)
         await self._paced()  # before PENDING_CANCEL: a full queue or a cancelled wait must leave no trace
@@ -427,7 +453,7 @@ class AccountRuntime:
                 positions = await self._adapter.positions()
                 wanted = {h.instrument for h in holdings} | {p.instrument for p in positions}
                 wanted |= {o.instrument for o in self._live.values()}
-                quotes = await self._adapter.quotes(sorted(wanted)) if wanted else {}
+                quotes = await self._sync_quotes(wanted)
             except BrokerError as exc:
                 self._observe(exc)
                 self._note_broker_error(exc)

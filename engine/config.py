@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,9 +22,9 @@ from engine.risk import RiskLimits, effective_limits
 from engine.routing import RoutingMode, RoutingWeights
 from engine.security.tls import check_server_tls
 from engine.settings_base import StrictModel, describe_errors
-from engine.sim.config import BookSettings, MarketSettings
+from engine.sim.config import MarketSettings, PaperBookSettings
 
-_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _HOST_PORT = re.compile(r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
 
 
@@ -122,7 +123,21 @@ class SecuritySettings(StrictModel):
         return self.admin_token_file or data_dir / ADMIN_TOKEN_NAME
 
 
-_NAME_RULE = "1-40 characters of letters, digits, '_', '.', '-', starting with a letter or digit"
+class MarketDataSettings(StrictModel):
+    """Quotes polled from the brokers' quote endpoints for quote streams, strategies and the portfolio's marks."""
+
+    poll_interval_seconds: float = Field(
+        0.5, ge=0.05, le=60, description="how often followed instruments are polled, within each broker's quote limits"
+    )
+    error_backoff_seconds: float = Field(
+        5.0, ge=0.1, le=600, description="how long an account whose quote request failed is left out of polling"
+    )
+    quote_timeout_seconds: float = Field(
+        5.0, ge=0.1, le=60, description="how long GetQuotes waits for the brokers on instruments nobody follows yet"
+    )
+
+
+NAME_RULE = "1-40 characters of letters, digits, '_', '.', '-', starting with a letter or digit"
 
 
 class AccountSettings(StrictModel):
@@ -131,30 +146,41 @@ class AccountSettings(StrictModel):
     label: str = ""
     venue: str = Field("paper", description="paper accounts: the broker it imitates, shown as its broker")
     default: bool = False
-    groups: list[str] = Field(default_factory=list, description="account groups it belongs to, e.g. family")
+    groups: list[str] = Field(
+        default_factory=list,
+        description="account groups it belongs to, e.g. family; SetGroup/DeleteGroup change routing and batch"
+        " membership (persisted), never group_risk, which follows these lists",
+    )
+    multiplier: Decimal = Field(
+        Decimal(1),
+        ge=0,
+        le=1000,
+        description="a batch's base quantity times this, rounded down to the lot size (0 leaves it out);"
+        " SetMultiplier replaces it (persisted)",
+    )
     routing_preference: float = Field(1.0, ge=0, le=1, description="the user's liking for this account in routing")
     orders_per_second: int = Field(
         8, ge=0, le=SEBI_ORDERS_PER_SECOND, description="order pace (SEBI: at most 10); 0 only for paper accounts"
     )
     order_queue_limit: int = Field(100, ge=1, le=10_000, description="orders that may wait for their pacing turn")
     sync_interval_seconds: float = Field(1.0, ge=0.05, le=60)
-    paper: BookSettings = Field(default_factory=BookSettings)
+    paper: PaperBookSettings = Field(default_factory=PaperBookSettings)
     connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
     risk: RiskLimits = Field(default_factory=RiskLimits, description="this account's limits, over its groups'")
 
     @field_validator("id")
     @classmethod
     def _id_shape(cls, value: str) -> str:
-        if not _ACCOUNT_ID.match(value):
-            raise ValueError(_NAME_RULE)
+        if not NAME_PATTERN.match(value):
+            raise ValueError(NAME_RULE)
         return value
 
     @field_validator("groups")
     @classmethod
     def _group_shape(cls, value: list[str]) -> list[str]:
-        bad = [g for g in value if not _ACCOUNT_ID.match(g)]
+        bad = [g for g in value if not NAME_PATTERN.match(g)]
         if bad:
-            raise ValueError(f"group {bad[0]!r}: {_NAME_RULE}")
+            raise ValueError(f"group {bad[0]!r}: {NAME_RULE}")
         return value
 
     @model_validator(mode="after")
@@ -189,6 +215,7 @@ class Settings(BaseSettings):
     paper: MarketSettings = Field(default_factory=MarketSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    market_data: MarketDataSettings = Field(default_factory=MarketDataSettings)
     accounts: list[AccountSettings] = Field(
         default_factory=list, description="empty: the demo, three accounts at two simulated brokers"
     )
@@ -223,7 +250,8 @@ class Settings(BaseSettings):
         return self
 
     def groups(self) -> dict[str, list[str]]:
-        """Each group's accounts, in config order."""
+        """Each group's accounts, in config order: what group_risk applies to. The daemon's live groups
+        (routing, batches, trading states) start from these and take the API's changes (AccountRegistry)."""
         found: dict[str, list[str]] = {}
         for account in self.accounts:
             for group in account.groups:

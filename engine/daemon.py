@@ -17,20 +17,29 @@ from dataclasses import dataclass, field
 import ray
 import uvloop
 
-from actors.account import AccountActor
+from actors.account import AccountActor, actor_name
 from actors.ledger import LedgerActor
+from actors.market_data import MarketDataActor, quote_sources
 from engine.admin_token import ensure_admin
 from engine.api.accounts import AccountService
 from engine.api.auth import Authenticator
-from engine.api.events import EventHub
+from engine.api.events import EventHub, SequencedHub
+from engine.api.fanout import Operations
 from engine.api.gateway import AccountHandle, Gateway
 from engine.api.guard import AuthInterceptor
+from engine.api.marketdata import MarketDataService
 from engine.api.metrics_http import MetricsServer, tls_context
+from engine.api.operations import OperationsService
+from engine.api.order_commands import OrderCommands
 from engine.api.orders import OrderService
 from engine.api.placement import Placement
 from engine.api.portfolio import PortfolioService
+from engine.api.registry import AccountRegistry
 from engine.api.security import SecurityService
 from engine.api.server import build_server, mark_serving
+from engine.api.strategies import StrategyService
+from engine.api.strategy_runner import Services, StrategyRunner, strategy_clock
+from engine.api.trading import TradingStates
 from engine.config import ServerSettings, Settings
 from engine.demo import demo_accounts, demo_simulators
 from engine.instrument_master import InstrumentMaster
@@ -42,14 +51,20 @@ from engine.store.audit import AuditLog
 from engine.store.database import EmbeddedPostgres, create_pool
 from engine.store.migrate import migrate
 from engine.store.orders import OrderStore
+from engine.store.overrides import OverrideStore
 from engine.store.routed import RoutedOrderStore
 from engine.store.sessions import SessionStore
+from engine.store.strategies import EVENT_CHANNEL as STRATEGY_EVENTS
+from engine.store.strategies import StrategyStore
 from engine.store.users import UserStore
 from trademaster.v1 import (
     accounts_pb2_grpc,
+    marketdata_pb2_grpc,
+    operations_pb2_grpc,
     orders_pb2_grpc,
     portfolio_pb2_grpc,
     security_pb2_grpc,
+    strategies_pb2_grpc,
 )
 
 log = logging.getLogger("trademaster")
@@ -118,7 +133,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     res.actors.append(ledger)
     handles = []
     for account in settings.accounts:
-        actor = AccountActor.options(name=f"account:{account.id}").remote(
+        actor = AccountActor.options(name=actor_name(account.id)).remote(
             account, settings.paper, settings.routing, str(settings.data_dir), dsn, settings.security
         )
         res.actors.append(actor)
@@ -126,12 +141,28 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     await asyncio.gather(ledger.sync.remote(), *(h.actor.start.remote() for h in handles))
     log.info("actors ready: ledger and %d accounts", len(handles))
 
-    gateway = Gateway(handles, settings.default_account, ledger, store, InstrumentMaster.default())
+    market = MarketDataActor.options(name="market-data").remote(quote_sources(settings.accounts), settings.market_data)
+    res.actors.append(market)
+    await market.start.remote()
+    gateway = Gateway(
+        handles,
+        settings.default_account,
+        ledger,
+        store,
+        InstrumentMaster.default(),
+        market_data=market,
+        quote_timeout=settings.market_data.quote_timeout_seconds,
+    )
     hub = EventHub(store, dsn)
     await gateway.start()
     await hub.start()
     routed = RoutedOrderStore(pool)
-    placement = Placement(gateway, routed, settings.routing, settings.groups(), settings.risk_limits())
+    overrides = OverrideStore(pool)
+    registry = await AccountRegistry.load(settings.accounts, overrides)
+    states = await TradingStates.load(overrides, registry, store)
+    commands = OrderCommands(gateway, states)
+    placement = Placement(gateway, routed, settings.routing, registry, states, settings.risk_limits())
+    operations = Operations(gateway, placement, registry, states, commands)
     users = UserStore(pool)
     token_file = settings.security.admin_token_path(settings.data_dir)
     first_token = await ensure_admin(users, token_file, renew=new_admin_token)
@@ -140,11 +171,24 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     authenticator = Authenticator(users, settings.security.token_cache_seconds)
     limiter = RateLimiter(settings.security.api_requests_per_second, settings.security.api_burst)
     security = SecurityService(users, authenticator, audit, list(gateway.accounts))
+    strategy_store = StrategyStore(pool)
+    strategy_events = SequencedHub(strategy_store, dsn, STRATEGY_EVENTS)
+    await strategy_events.start()
+    executors = Services(placement, commands, operations, states, registry)
+    runner = StrategyRunner(strategy_store, hub, gateway, users, executors, dsn, strategy_clock())
+    await runner.start()  # strategies a previous run left live go on from their saved state
+    strategy_service = StrategyService(strategy_store, runner, gateway, registry, hub, strategy_events)
     services = [
-        (orders_pb2_grpc.add_OrderServiceServicer_to_server, OrderService(gateway, hub, placement, routed)),
+        (orders_pb2_grpc.add_OrderServiceServicer_to_server, OrderService(gateway, hub, placement, routed, commands)),
         (portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server, PortfolioService(gateway)),
-        (accounts_pb2_grpc.add_AccountServiceServicer_to_server, AccountService(gateway)),
+        (accounts_pb2_grpc.add_AccountServiceServicer_to_server, AccountService(gateway, registry, states)),
         (security_pb2_grpc.add_SecurityServiceServicer_to_server, security),
+        (marketdata_pb2_grpc.add_MarketDataServiceServicer_to_server, MarketDataService(gateway)),
+        (
+            operations_pb2_grpc.add_OperationsServiceServicer_to_server,
+            OperationsService(gateway, operations, states, registry),
+        ),
+        (strategies_pb2_grpc.add_StrategyServiceServicer_to_server, strategy_service),
     ]
     server, health = build_server(services, AuthInterceptor(authenticator, limiter, audit), settings.server)
     await server.start()
@@ -170,9 +214,12 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     await server.stop(settings.server.shutdown_grace_seconds)
     if metrics is not None:
         await asyncio.to_thread(metrics.stop)
+    await runner.stop()
+    await strategy_events.stop()
     await hub.stop()
     await audit.stop()
     await gateway.stop()
+    await market.stop.remote()  # before the accounts, so no quote request finds them gone
     await asyncio.gather(*(h.actor.stop.remote() for h in handles), return_exceptions=True)
     await pool.close()
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from engine.brokers.base import Funds, Holding
+from engine.brokers.base import Funds, Holding, Quote
 from engine.domain import InstrumentId
 from engine.domain.accounts import AccountSnapshot
 from engine.ledger import ConsolidatedPosition, MarkedPosition, PositionState, consolidate, mark
@@ -90,8 +90,17 @@ def _consolidate_holdings(rows: Sequence[HoldingView]) -> list[HoldingView]:
     return result
 
 
-def build_portfolio(states: Sequence[PositionState], snapshots: Sequence[AccountSnapshot]) -> PortfolioView:
-    """Mark each account's positions with its own broker's prices, then consolidate across accounts."""
+def _marks(snap: AccountSnapshot, quotes: Mapping[InstrumentId, Quote]) -> Mapping[InstrumentId, Decimal]:
+    """The account's marks, each replaced by the market-data quote when that arrived after the account's sync."""
+    newer = {i: q.last_price for i, q in quotes.items() if snap.last_sync is None or q.at > snap.last_sync}
+    return {**snap.marks, **newer} if newer else snap.marks
+
+
+def build_portfolio(
+    states: Sequence[PositionState], snapshots: Sequence[AccountSnapshot], quotes: Mapping[InstrumentId, Quote]
+) -> PortfolioView:
+    """Mark each account's positions with its own broker's prices, or a newer quote from market data, then
+    consolidate across accounts."""
     books = []
     for snap in snapshots:
         own = [s for s in states if s.account == snap.account]
@@ -99,7 +108,7 @@ def build_portfolio(states: Sequence[PositionState], snapshots: Sequence[Account
             AccountBook(
                 account=snap.account,
                 broker=snap.broker,
-                positions=mark(own, snap.marks),
+                positions=mark(own, _marks(snap, quotes)),
                 holdings=[_holding_view(snap.account, h) for h in snap.holdings],
                 funds=snap.funds,
                 funds_as_of=snap.last_sync,

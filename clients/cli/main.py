@@ -14,9 +14,13 @@ from typing import Annotated
 
 import typer
 
+from clients.cli import marketdata as marketdata_cli
+from clients.cli import operations as operations_cli
 from clients.cli import render
 from clients.cli.connect import JsonOpt, ServerOpt, connect, connection, rpc_errors
+from clients.cli.groups_states import accounts_multiplier, groups_app, state_app
 from clients.cli.security import audit_app, tokens_app, users_app
+from clients.cli.strategies import strategy_app
 from clients.python import DEFAULT_SERVER
 from engine.api import convert
 from engine.domain import OrderStatus, OrderType, Product, Side
@@ -346,3 +350,9 @@ def events(
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
+operations_cli.register(app)
+app.add_typer(groups_app, name="groups")
+app.add_typer(state_app, name="state")
+accounts_app.command("multiplier")(accounts_multiplier)
+marketdata_cli.register(app)
+app.add_typer(strategy_app, name="strategy")

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.api import convert
-from trademaster.v1 import accounts_pb2, orders_pb2, portfolio_pb2, security_pb2
+from trademaster.v1 import accounts_pb2, common_pb2, marketdata_pb2, orders_pb2, portfolio_pb2, security_pb2
 
 # Piped output is read by scripts and greps: never fold it to the 80 columns rich assumes.
 console = Console(width=None if sys.stdout.isatty() else 250)
@@ -85,12 +85,16 @@ def accounts(items: Sequence[accounts_pb2.Account]) -> None:
             a.health.circuit,
             str(a.health.queue_depth),
             ",".join(a.groups),
+            a.multiplier,
+            common_pb2.TradingState.Name(a.trading_state).removeprefix("TRADING_STATE_"),
             a.health.last_error,
             a.label,
         ]
         for a in items
     )
-    headers = ["id", "broker", "status", "open", "ack ms", "circuit", "queued", "groups", "error", "label"]
+    headers = [
+        "id", "broker", "status", "open", "ack ms", "circuit", "queued", "groups", "x", "trading", "error", "label"
+    ]  # fmt: skip
     console.print(table("Accounts (* default)", headers, rows))
 
 
@@ -179,3 +183,8 @@ def tokens(items: Sequence[security_pb2.Token]) -> None:
 def audit(entries: Sequence[security_pb2.AuditEntry]) -> None:
     rows = ([str(e.seq), _when(e.at), e.actor, e.action, e.target, e.outcome, e.peer] for e in entries)
     console.print(table("Audit trail", ["seq", "at", "who", "command", "target", "outcome", "from"], rows))
+
+
+def quotes(items: Sequence[marketdata_pb2.Quote]) -> None:
+    rows = ([q.instrument, q.last_price, q.bid, q.ask, _when(q.at), q.broker] for q in items)
+    console.print(table("Quotes", ["instrument", "last", "bid", "ask", "at", "broker"], rows))

@@ -10,7 +10,15 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from trademaster.v1 import accounts_pb2_grpc, orders_pb2_grpc, portfolio_pb2_grpc, security_pb2_grpc
+from trademaster.v1 import (
+    accounts_pb2_grpc,
+    marketdata_pb2_grpc,
+    operations_pb2_grpc,
+    orders_pb2_grpc,
+    portfolio_pb2_grpc,
+    security_pb2_grpc,
+    strategies_pb2_grpc,
+)
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -90,6 +98,9 @@ class Client:
         self.portfolio = portfolio_pb2_grpc.PortfolioServiceStub(self.channel)
         self.accounts = accounts_pb2_grpc.AccountServiceStub(self.channel)
         self.security = security_pb2_grpc.SecurityServiceStub(self.channel)
+        self.market_data = marketdata_pb2_grpc.MarketDataServiceStub(self.channel)
+        self.operations = operations_pb2_grpc.OperationsServiceStub(self.channel)
+        self.strategies = strategies_pb2_grpc.StrategyServiceStub(self.channel)
 
     def close(self) -> None:
         self._raw.close()

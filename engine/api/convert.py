@@ -12,8 +12,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from engine.config import AccountSettings
 from engine.domain import Fill, Order, OrderEvent, OrderStatus, OrderType, Product, Side
 from engine.domain.accounts import AccountSnapshot
+from engine.errors import InvalidArgument
 from engine.ledger import ConsolidatedPosition, MarkedPosition
 from engine.portfolio import AccountBook, HoldingView, PortfolioView
+from engine.risk.states import Scope, ScopeKind, TradingState
 from engine.routing import CandidateReport, RouteDecision, RoutingMode, slices
 from engine.security.tokens import Role
 from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2, security_pb2
@@ -69,6 +71,25 @@ def status_to_proto(status: OrderStatus) -> int:
 
 def status_from_proto(value: int) -> OrderStatus | None:
     return _from_proto_enum(value, "ORDER_STATUS", orders_pb2.OrderStatus, OrderStatus)
+
+
+def trading_state_to_proto(state: TradingState) -> int:
+    return _to_proto_enum(state, "TRADING_STATE", common_pb2.TradingState)
+
+
+def trading_state_from_proto(value: int) -> TradingState | None:
+    return _from_proto_enum(value, "TRADING_STATE", common_pb2.TradingState, TradingState)
+
+
+def scope_to_proto(scope: Scope) -> common_pb2.Scope:
+    return common_pb2.Scope(kind=_to_proto_enum(scope.kind, "SCOPE_KIND", common_pb2.ScopeKind), name=scope.name)
+
+
+def scope_from_proto(scope: common_pb2.Scope) -> Scope:
+    kind = _from_proto_enum(scope.kind, "SCOPE_KIND", common_pb2.ScopeKind, ScopeKind)
+    if kind is None:
+        raise InvalidArgument("scope.kind", "required: SCOPE_KIND_GLOBAL, _GROUP or _ACCOUNT")
+    return Scope(kind, scope.name)
 
 
 def dec(value: Decimal | None) -> str:
@@ -245,12 +266,23 @@ def portfolio_to_proto(view: PortfolioView, as_of: datetime) -> portfolio_pb2.Po
     )
 
 
-def account_to_proto(snap: AccountSnapshot, settings: AccountSettings, is_default: bool) -> accounts_pb2.Account:
+def account_to_proto(
+    snap: AccountSnapshot,
+    settings: AccountSettings,
+    is_default: bool,
+    groups: list[str],
+    multiplier: Decimal,
+    state: tuple[TradingState, str],
+) -> accounts_pb2.Account:
+    """`groups` and `multiplier` as the API last set them (AccountRegistry); `state`: effective, and why."""
     return accounts_pb2.Account(
         id=snap.account,
         broker=snap.broker,
         label=settings.label,
-        groups=settings.groups,
+        groups=groups,
+        multiplier=dec(multiplier),
+        trading_state=trading_state_to_proto(state[0]),
+        trading_state_reason=state[1],
         status=accounts_pb2.AccountStatus.Value(f"ACCOUNT_STATUS_{snap.status.name}"),
         health=accounts_pb2.AccountHealth(
             last_sync=timestamp(snap.last_sync),

@@ -1,9 +1,10 @@
-"""Fan the durable order event log out to stream subscribers.
+"""Fan a durable, numbered event log out to stream subscribers.
 
 One pump reads new events from PostgreSQL (woken by NOTIFY, with a polling fallback) into a bounded
 ring buffer. Each subscriber keeps only a cursor: it reads from the ring when its cursor is inside
 it and from the database when it has fallen behind, so a slow or resuming subscriber costs memory
-for nothing and can never see a gap or a repeat.
+for nothing and can never see a gap or a repeat. The order event log and the strategy event log
+each have one hub.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
+from typing import Generic, Protocol, TypeVar
 
 import asyncpg
+from prometheus_client import Counter
 
 from engine.api.metrics import EVENTS_PUBLISHED
 from engine.domain import OrderEvent
@@ -26,11 +29,31 @@ _BATCH = 500
 _POLL_SECONDS = 0.5
 
 
-class EventHub:
-    def __init__(self, store: OrderStore, dsn: str, ring_size: int = 20_000) -> None:
-        self._store = store
+class Sequenced(Protocol):
+    @property
+    def sequence(self) -> int: ...
+
+
+E = TypeVar("E", bound=Sequenced)
+
+
+class EventLog(Protocol[E]):
+    """Where a hub reads its events: numbered without gaps for readers, announced on a NOTIFY channel."""
+
+    async def events_after(self, sequence: int, limit: int) -> list[E]: ...
+
+    async def head_sequence(self) -> int: ...
+
+
+class SequencedHub(Generic[E]):
+    def __init__(
+        self, source: EventLog[E], dsn: str, channel: str, ring_size: int = 20_000, published: Counter | None = None
+    ) -> None:
+        self._store = source
         self._dsn = dsn
-        self._ring: list[OrderEvent] = []
+        self._channel = channel
+        self._published = published
+        self._ring: list[E] = []
         self._ring_size = ring_size
         self._head = 0
         self._changed = asyncio.Condition()
@@ -61,7 +84,7 @@ class EventHub:
             try:
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self._dsn)
-                    await conn.add_listener(EVENT_CHANNEL, lambda *_: self._wake.set())
+                    await conn.add_listener(self._channel, lambda *_: self._wake.set())
                 with contextlib.suppress(TimeoutError):  # asyncio.timeout never swallows a racing cancel
                     async with asyncio.timeout(_POLL_SECONDS):
                         await self._wake.wait()
@@ -82,7 +105,8 @@ class EventHub:
             if len(self._ring) > 2 * self._ring_size:
                 del self._ring[: -self._ring_size]
             self._head = batch[-1].sequence
-            EVENTS_PUBLISHED.inc(len(batch))
+            if self._published is not None:
+                self._published.inc(len(batch))
             async with self._changed:
                 self._changed.notify_all()
 
@@ -90,7 +114,7 @@ class EventHub:
         async with self._changed:
             await self._changed.wait_for(lambda: self._head > cursor or self._closed)
 
-    async def _after(self, cursor: int) -> list[OrderEvent]:
+    async def _after(self, cursor: int) -> list[E]:
         ring = self._ring
         if ring and cursor >= ring[0].sequence - 1:
             start = bisect.bisect_right(ring, cursor, key=lambda e: e.sequence)
@@ -99,11 +123,11 @@ class EventHub:
             return []
         return await self._store.events_after(cursor, _BATCH)
 
-    async def subscribe(
-        self, after: int | None, accounts: Collection[str] | None = None, *, catch_up_only: bool = False
-    ) -> AsyncIterator[OrderEvent]:
-        """Events with sequence > after (None: from now on), in order, of ``accounts`` (None: all); forever
-        unless catch_up_only."""
+    async def stream(
+        self, after: int | None, keep: Callable[[E], bool] | None = None, *, catch_up_only: bool = False
+    ) -> AsyncIterator[E]:
+        """Events with sequence > after (None: from now on), in order, those `keep` accepts (None: all);
+        forever unless catch_up_only."""
         cursor = self._head if after is None else after
         end = self._head if catch_up_only else None
         while not self._closed and (end is None or cursor < end):
@@ -113,6 +137,20 @@ class EventHub:
                 await self._wait_beyond(cursor)
                 continue
             for event in batch:
-                if accounts is None or event.account in accounts:
+                if keep is None or keep(event):
                     yield event
             cursor = batch[-1].sequence
+
+
+class EventHub(SequencedHub[OrderEvent]):
+    """The order event log's hub: StreamOrderEvents and the strategy runner read it."""
+
+    def __init__(self, store: OrderStore, dsn: str, ring_size: int = 20_000) -> None:
+        super().__init__(store, dsn, EVENT_CHANNEL, ring_size, EVENTS_PUBLISHED)
+
+    def subscribe(
+        self, after: int | None, accounts: Collection[str] | None = None, *, catch_up_only: bool = False
+    ) -> AsyncIterator[OrderEvent]:
+        """Order events of ``accounts`` (None: all); see `stream`."""
+        keep = None if accounts is None else (lambda e: e.account in accounts)
+        return self.stream(after, keep, catch_up_only=catch_up_only)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import ray.exceptions
 
 from engine.api.metrics import ACTOR_CALL, BROKER_429, CIRCUIT_STATE, ORDER_QUEUE
+from engine.api.quotes import QuoteBook
 from engine.config import AccountSettings
 from engine.domain import Instrument, InstrumentId
 from engine.domain.accounts import AccountSnapshot, AccountStatus, CircuitState, Submission
@@ -48,7 +49,11 @@ class Gateway:
         ledger: Any,
         store: OrderStore,
         instruments: InstrumentMaster,
+        *,
+        market_data: Any,
+        quote_timeout: float,
     ) -> None:
+        """`market_data`: the MarketDataActor, whose quotes the QuoteBook (`quotes`) mirrors here."""
         self.accounts = {a.settings.id: a for a in accounts}
         self.default_account = default_account
         self.ledger = ledger
@@ -59,6 +64,8 @@ class Gateway:
             for a in accounts
         }
         self._task: asyncio.Task[None] | None = None
+        self.quotes = QuoteBook(market_data, self.call, quote_timeout)
+        self._ledger_open: dict[str, set[InstrumentId]] = {}  # instruments of open ledger positions, by account
 
     async def call(self, actor: str, method: str, ref: Awaitable[T]) -> T:
         """Await an actor call, timing it; an ApiError the actor raised is re-raised as itself."""
@@ -119,6 +126,15 @@ class Gateway:
         ORDER_QUEUE.labels(snap.account).set(snap.queue_depth)
         BROKER_429.labels(snap.account).set(snap.rate_limited)
 
+    async def refresh(self, account_id: str) -> AccountSnapshot:
+        """The account's state right after a sync with its broker, also replacing the cached one, so the checks
+        of an order placed next (risk, trading state) see it too."""
+        snap: AccountSnapshot = await self.call(
+            "account", "sync_now", self.accounts[account_id].actor.sync_now.remote()
+        )
+        self._publish(snap)
+        return snap
+
     async def refresh_snapshots(self) -> None:
         names = list(self.accounts)
         results = await asyncio.gather(
@@ -130,8 +146,16 @@ class Gateway:
                 self._publish(result)
             else:
                 log.warning("snapshot of %s failed: %s", name, result)
+        self._follow_positions()
+
+    def _follow_positions(self) -> None:
+        """Keep the instruments of every open position (the brokers' and the ledger's) followed, so their
+        marks stay fresh between account syncs."""
+        held = {p.instrument for snap in self._snapshots.values() for p in snap.positions if p.quantity}
+        self.quotes.subscribe("portfolio", held.union(*self._ledger_open.values()))
 
     async def start(self) -> None:
+        self.quotes.start()
         await self.refresh_snapshots()
         self._task = asyncio.create_task(self._poll(), name="account-snapshots")
 
@@ -140,6 +164,7 @@ class Gateway:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.quotes.stop()
 
     async def _poll(self) -> None:
         while True:
@@ -151,4 +176,9 @@ class Gateway:
             self.require_account(name, caller)
         wanted = list(account_ids) or caller.visible(self.accounts)
         states: list[PositionState] = await self.call("ledger", "positions", self.ledger.positions.remote(wanted))
-        return build_portfolio(states, [self._snapshots[n] for n in wanted])
+        for name in wanted:
+            self._ledger_open[name] = {s.instrument for s in states if s.account == name and s.quantity}
+        self._follow_positions()
+        held = {s.instrument for s in states}
+        quotes = {i: q for i in held if (q := self.quotes.latest(i)) is not None}
+        return build_portfolio(states, [self._snapshots[n] for n in wanted], quotes)

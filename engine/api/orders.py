@@ -12,6 +12,7 @@ from engine.api.auth import caller
 from engine.api.events import EventHub
 from engine.api.gateway import Gateway
 from engine.api.metrics import ORDERS
+from engine.api.order_commands import OrderCommands
 from engine.api.placement import Placement
 from engine.domain import InstrumentId, Order
 from engine.domain.routed import RoutedOrder, aggregate
@@ -26,11 +27,19 @@ _MAX_LIMIT = 5000
 
 
 class OrderService(orders_pb2_grpc.OrderServiceServicer):
-    def __init__(self, gateway: Gateway, hub: EventHub, placement: Placement, routed: RoutedOrderStore) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        hub: EventHub,
+        placement: Placement,
+        routed: RoutedOrderStore,
+        commands: OrderCommands,
+    ) -> None:
         self._gw = gateway
         self._hub = hub
         self._placement = placement
         self._routed = routed
+        self._commands = commands
 
     def _proto(self, order: Order) -> orders_pb2.Order:
         return convert.order_to_proto(order, self._gw.broker_of(order.account))
@@ -113,8 +122,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         order = await self._gw.store.get(order_id)
         if order is None:
             return self._proto(await self._cancel_legs(await self._owned(order_id)))
-        actor = self._gw.require_account(order.account, caller()).actor
-        return self._proto(await self._gw.call("account", "cancel", actor.cancel.remote(order.order_id)))
+        return self._proto(await self._commands.cancel(order_id, caller()))
 
     async def _cancel_legs(self, parent: Order) -> Order:
         """Cancel a routed order: every leg still working, at once; the parent's view afterwards."""
@@ -123,9 +131,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             caller().require(leg.account)
         outcomes = await asyncio.gather(
             *(
-                self._gw.call(
-                    "account", "cancel", self._gw.accounts[leg.account].actor.cancel.remote(leg.order_id)
-                )
+                self._gw.call("account", "cancel", self._gw.accounts[leg.account].actor.cancel.remote(leg.order_id))
                 for leg in live
             ),
             return_exceptions=True,
@@ -145,10 +151,9 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             raise FailedPrecondition(f"{order_id} is a routed order: modify its legs one by one")
         found = self._gw.lookup(order.instrument)
         assert found is not None, "an accepted order's instrument is always known"
-        actor = self._gw.require_account(order.account, caller()).actor
+        self._gw.require_account(order.account, caller())  # before validating: the order is not the caller's to probe
         change = validation.modify_request(request, order.order_type, found)
-        updated = await self._gw.call("account", "modify", actor.modify.remote(order.order_id, change))
-        return self._proto(updated)
+        return self._proto(await self._commands.modify(order_id, change, caller()))
 
     async def GetOrder(
         self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
@@ -158,8 +163,10 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             value = validation.text("client_order_id", request.client_order_id, required=True, limit=80)
             try:
                 plain = await self._gw.store.get_by_client_id(value)
-                order = self._require_visible(plain) if plain else await self._routed_view(
-                    await self._routed.get_by_client_id(value)
+                order = (
+                    self._require_visible(plain)
+                    if plain
+                    else await self._routed_view(await self._routed.get_by_client_id(value))
                 )
             except PermissionDenied:
                 order = None  # client ids are guessable: another user's order looks like no order

@@ -18,7 +18,9 @@ from pydantic import TypeAdapter
 from engine.api import validation
 from engine.api.gateway import Gateway
 from engine.api.metrics import ROUTED_LEGS
+from engine.api.registry import AccountRegistry
 from engine.api.risk_check import PreTradeRisk
+from engine.api.trading import TradingStates
 from engine.config import RoutingSettings
 from engine.domain import Instrument, Order, OrderRequest, OrderStatus
 from engine.domain.accounts import Submission
@@ -78,14 +80,17 @@ class Placement:
         gateway: Gateway,
         routed: RoutedOrderStore,
         settings: RoutingSettings,
-        groups: dict[str, list[str]],
+        registry: AccountRegistry,
+        states: TradingStates,
         limits: Mapping[str, RiskLimits],
     ) -> None:
-        """`limits` are each account's pre-trade risk limits, already layered (Settings.risk_limits)."""
+        """`registry` has the live groups routing draws from; `states` the trading states every order passes;
+        `limits` are each account's pre-trade risk limits, already layered (Settings.risk_limits)."""
         self._gw = gateway
         self._routed = routed
         self._settings = settings
-        self._groups = groups
+        self._registry = registry
+        self._states = states
         self._holds = Reservations()
         self._risk = PreTradeRisk(gateway, limits, self._holds, TradingSessions())
 
@@ -105,10 +110,7 @@ class Placement:
             if not mine:
                 raise PermissionDenied(f"{caller.user} owns no accounts to route to")
             return tuple(mine)
-        members = self._groups.get(group)
-        if members is None:
-            known = ", ".join(sorted(self._groups)) or "none are configured"
-            raise InvalidArgument("group", f"unknown account group {group!r} (groups: {known})")
+        members = self._registry.members(group)
         mine = caller.visible(members)
         if not mine:
             raise PermissionDenied(f"none of group {group}'s accounts ({', '.join(members)}) is {caller.user}'s")
@@ -117,7 +119,8 @@ class Placement:
     async def plan(self, req: orders_pb2.PlaceOrderRequest, caller: Principal) -> Plan:
         """Validate the request, decide where it goes and check its legs against the limits, sending nothing."""
         plan = await self._decide(req, caller)
-        self._risk.check(plan.request, plan.instrument, plan.last_price, self._pieces(plan, plan.decision))
+        pieces = self._pieces(plan, plan.decision)
+        self._check(plan, pieces, await self._working(plan.request, [a for a, _ in pieces]))
         return plan
 
     async def _decide(self, req: orders_pb2.PlaceOrderRequest, caller: Principal) -> Plan:
@@ -199,7 +202,13 @@ class Placement:
             held = self._holds.reserved(name, shape.instrument, snap.funds_at)
             preference = self._gw.accounts[name].settings.routing_preference
             found_candidate = candidate(snap, shape, held, preference)
-            why = excluded.get(name) or found_candidate.excluded or self._risk.refusal(request, found, last_price, name)
+            lot = replace(request, account=name, quantity=found.lot_size)
+            why = (
+                excluded.get(name)
+                or found_candidate.excluded
+                or self._states.refusal(lot, snap)
+                or self._risk.refusal(request, found, last_price, name)
+            )
             candidates.append(replace(found_candidate, excluded=why))
         return route(shape, candidates, self._settings.weights, instrument_kind(found.id))
 
@@ -215,8 +224,9 @@ class Placement:
         plan = await self._decide(req, caller)
         pieces = self._pieces(plan, plan.decision)
         single = plan.decision.mode is RoutingMode.STANDARD and len(pieces) == 1
+        working = await self._working(plan.request, [a for a, _ in pieces])
         try:
-            holds = self._claim(plan, pieces)
+            holds = self._claim(plan, pieces, working)
         except RiskViolation:
             # A retry gets its original back even when the limits, which now count that original, refuse.
             if single and await self._gw.store.get_by_client_id(plan.request.client_order_id) is not None:
@@ -263,12 +273,40 @@ class Placement:
         cut = plan.instrument.freeze_quantity, plan.instrument.lot_size
         return [(leg.account, q) for leg in decision.legs for q in slices(leg.quantity, *cut)]
 
-    def _claim(self, plan: Plan, pieces: Sequence[tuple[str, int]]) -> list[Hold]:
-        """Check every piece against its account's limits, then hold what each claims.
+    async def _working(self, request: OrderRequest, accounts: Sequence[str]) -> dict[str, int]:
+        """Per account, the units its open orders already have on the order's side (TradingStates.working)."""
+        return {
+            a: await self._states.working(a, request.instrument, request.side, request.product)
+            for a in dict.fromkeys(accounts)
+        }
+
+    def _check(self, plan: Plan, pieces: Sequence[tuple[str, int]], working: Mapping[str, int]) -> None:
+        """Check the pieces against each account's trading state, then its limits; the first refusal refuses all.
+
+        A trading state sees each account's pieces together, with its open orders (`working`) and the orders
+        still on their way to its broker on the same side, which no snapshot or order row shows yet.
+        """
+        request = plan.request
+        per_account: dict[str, int] = {}
+        for account, quantity in pieces:
+            per_account[account] = per_account.get(account, 0) + quantity
+        for account, quantity in per_account.items():
+            snap = self._gw.snapshot(account)
+            sending = sum(
+                abs(h.quantity)
+                for h in self._holds.unsynced(account, snap.funds_at)
+                if h.settled_at is None and h.instrument == request.instrument and h.quantity * request.side.sign > 0
+            )
+            leg = replace(request, account=account, quantity=quantity)
+            self._states.check_order(leg, snap, working.get(account, 0) + sending)
+        self._risk.check(request, plan.instrument, plan.last_price, pieces)
+
+    def _claim(self, plan: Plan, pieces: Sequence[tuple[str, int]], working: Mapping[str, int]) -> list[Hold]:
+        """Check every piece (_check), then hold what each claims.
 
         Nothing is awaited in between, so no other order is checked against a state that misses these pieces.
         """
-        self._risk.check(plan.request, plan.instrument, plan.last_price, pieces)
+        self._check(plan, pieces, working)
         return [
             self._holds.hold(claim(replace(plan.request, account=a, quantity=q), plan.shape.price)) for a, q in pieces
         ]
@@ -332,6 +370,7 @@ class Placement:
             return [], []  # the named account was the user's choice; it is not silently replaced
         shape = replace(plan.shape, quantity=quantity)
         excluded = dict.fromkeys(unreachable, "its broker was unreachable for this order")
+        working = await self._working(plan.request, plan.candidates)
         while True:
             try:
                 decision = self._route(plan.request, shape, plan.instrument, plan.candidates, plan.last_price, excluded)
@@ -340,7 +379,7 @@ class Placement:
                 return [], []
             pieces = self._pieces(plan, decision)
             try:
-                holds = self._claim(plan, pieces)
+                holds = self._claim(plan, pieces, working)
                 break
             except RiskViolation as exc:
                 excluded[exc.account] = exc.reason

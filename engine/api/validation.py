@@ -29,6 +29,14 @@ def text(field: str, value: str, *, required: bool = False, limit: int = _MAX_TE
     return value
 
 
+def client_id(field: str, value: str) -> str:
+    """An idempotency key: 1-64 of letters, digits, '_' and '-' (brokers and logs carry it as is)."""
+    text(field, value, required=True)
+    if not _CLIENT_ID.match(value):
+        raise InvalidArgument(field, "use 1-64 of letters, digits, '_' and '-'")
+    return value
+
+
 def _decimal(field: str, raw: str) -> Decimal:
     try:
         value = Decimal(text(field, raw))
@@ -78,9 +86,7 @@ def instrument(field: str, raw: str, lookup: Callable[[InstrumentId], Instrument
 def place_request(
     req: orders_pb2.PlaceOrderRequest, account: str, lookup: Callable[[InstrumentId], Instrument | None]
 ) -> OrderRequest:
-    client_order_id = text("client_order_id", req.client_order_id, required=True)
-    if not _CLIENT_ID.match(client_order_id):
-        raise InvalidArgument("client_order_id", "use 1-64 of letters, digits, '_' and '-'")
+    client_order_id = client_id("client_order_id", req.client_order_id)
     found = instrument("instrument", req.instrument, lookup)
     side = side_from_proto(req.side)
     if side is None:

@@ -158,6 +158,7 @@ class Quote:
     bid: Decimal
     ask: Decimal
     at: datetime
+    broker: str = ""  # whose quote endpoint answered, set by the market-data actor
 
 
 class BrokerAdapter(Protocol):

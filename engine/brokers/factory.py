@@ -45,6 +45,7 @@ def build_adapter(account: AccountSettings, market: MarketSettings, data_dir: Pa
         depth_per_second=market.depth_per_second,
         price_band_percent=market.price_band_percent,
         sessions=TradingSessions() if market.enforce_sessions else None,
+        latency_ms=account.paper.latency_ms,
     )
 
 

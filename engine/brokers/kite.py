@@ -31,7 +31,7 @@ from engine.brokers.base import (
 )
 from engine.brokers.dumps import daily_dump
 from engine.brokers.http import BrokerHttp, json_error_text
-from engine.brokers.pacing import KITE_LIMITS, ORDERS
+from engine.brokers.pacing import KITE_LIMITS, KITE_QUOTE_BATCH, ORDERS, QUOTES
 from engine.brokers.session import IST, BrokerSession, next_expiry, token_from_redirect
 from engine.brokers.wire import decimal, ist_time, optional_decimal
 from engine.domain import InstrumentId, OrderType, Product, Side
@@ -47,9 +47,6 @@ def _is_token_error(response: httpx.Response) -> bool:
         return response.json().get("error_type") == "TokenException"
     except ValueError:
         return False
-
-
-
 
 
 def _instrument(row: dict[str, Any]) -> InstrumentId:
@@ -201,9 +198,14 @@ class KiteAdapter:
         return Funds(available=available, used_margin=used, total=available + used)
 
     async def quotes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, Quote]:
-        if not instruments:
-            return {}
-        data = await self._call("GET", "/quote", "quote", params=[("i", str(i)) for i in instruments])
+        """Kite answers at most 500 instruments per /quote; more go in further requests, each paced."""
+        quotes: dict[InstrumentId, Quote] = {}
+        for start in range(0, len(instruments), KITE_QUOTE_BATCH):
+            quotes.update(await self._quote_batch(instruments[start : start + KITE_QUOTE_BATCH]))
+        return quotes
+
+    async def _quote_batch(self, instruments: list[InstrumentId]) -> dict[InstrumentId, Quote]:
+        data = await self._call("GET", "/quote", QUOTES, params=[("i", str(i)) for i in instruments])
         quotes = {}
         for instrument in instruments:
             row = data.get(str(instrument))

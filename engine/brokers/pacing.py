@@ -31,6 +31,9 @@ UPSTOX_LIMITS: dict[str, Sequence[Window]] = {
     "other": ((50, 1),),
 }
 ORDERS = "order"
+QUOTES = "quote"
+KITE_QUOTE_BATCH = 500  # instruments per GET /quote
+UPSTOX_QUOTE_BATCH = 500  # instrument keys per GET /v2/market-quote/ltp
 SEBI_ORDERS_PER_SECOND = 10  # above this an algo needs exchange registration
 _SLACK = 0.05  # seconds added to each window, so network jitter never lands a request inside the broker's
 

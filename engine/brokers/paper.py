@@ -9,6 +9,7 @@ journal share a generation number, so a crash during compaction never replays a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -43,8 +44,12 @@ class PaperBroker:
 
     COMPACT_AFTER = 500  # journal entries between full snapshots
 
-    def __init__(self, name: str, exchange: SimExchange, state_path: Path | None = None) -> None:
+    def __init__(
+        self, name: str, exchange: SimExchange, state_path: Path | None = None, latency_ms: float = 0
+    ) -> None:
+        """`latency_ms`: how long place, modify and cancel wait before acting, imitating a broker's round trip."""
         self.name = name
+        self.latency = latency_ms / 1000
         self.order_limits: tuple[Window, ...] = ()  # no broker behind it; the account's own rate still applies
         self.exchange = exchange
         self.state_path = state_path
@@ -69,6 +74,7 @@ class PaperBroker:
         price_band_percent: Decimal = Decimal(0),
         sessions: TradingSessions | None = None,
         clock: Callable[[], datetime] | None = None,
+        latency_ms: float = 0,
     ) -> PaperBroker:
         """Resume the account saved at `state_path` if that file exists, else start it fresh.
 
@@ -79,7 +85,7 @@ class PaperBroker:
         if state_path is not None and state_path.exists():
             data = read_state(state_path)
             exchange = SimExchange.from_json(data, instruments, prices, sessions=sessions, clock=clock)
-            broker = cls(name, exchange, state_path)
+            broker = cls(name, exchange, state_path, latency_ms)
             broker._generation = int(data.get("generation", 0))
             broker._compact()
             return broker
@@ -94,23 +100,30 @@ class PaperBroker:
             sessions=sessions,
             clock=clock,
         )
-        broker = cls(name, exchange, state_path)
+        broker = cls(name, exchange, state_path, latency_ms)
         broker._compact()
         return broker
 
+    async def _round_trip(self) -> None:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+
     async def place(self, request: PlaceRequest) -> str:
+        await self._round_trip()
         try:
             return self.exchange.place(request)
         finally:
             self.save_if_changed()
 
     async def modify(self, broker_order_id: str, change: ModifyRequest) -> None:
+        await self._round_trip()
         try:
             self.exchange.modify(broker_order_id, change)
         finally:
             self.save_if_changed()
 
     async def cancel(self, broker_order_id: str) -> None:
+        await self._round_trip()
         try:
             self.exchange.cancel(broker_order_id)
         finally:

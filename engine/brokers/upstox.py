@@ -32,7 +32,7 @@ from engine.brokers.base import (
 )
 from engine.brokers.dumps import daily_dump
 from engine.brokers.http import BrokerHttp, json_error_text
-from engine.brokers.pacing import ORDERS, UPSTOX_LIMITS
+from engine.brokers.pacing import ORDERS, QUOTES, UPSTOX_LIMITS, UPSTOX_QUOTE_BATCH
 from engine.brokers.session import IST, BrokerSession, next_expiry, token_from_redirect
 from engine.brokers.wire import decimal, ist_time, optional_decimal
 from engine.domain import Exchange, InstrumentId, OrderType, Product, Side
@@ -50,9 +50,6 @@ SEGMENTS: dict[str, Exchange] = {
 }
 _EQUITY_SEGMENTS = frozenset({"NSE_EQ", "BSE_EQ"})
 _PRODUCT_CODES = {Product.MIS: "I", Product.CNC: "D", Product.NRML: "D"}
-
-
-
 
 
 class UpstoxInstruments:
@@ -302,16 +299,16 @@ class UpstoxAdapter:
     async def quotes(self, instruments: list[InstrumentId]) -> dict[InstrumentId, Quote]:
         mapping = await self._mapping()
         keys = [mapping.key_of[i] for i in instruments if i in mapping.key_of]
-        if not keys:
-            return {}
-        data = await self._call("GET", "/v2/market-quote/ltp", "quote", params={"symbol": ",".join(keys)})
-        now = datetime.now(UTC)
         quotes = {}
-        for row in data.values():
-            instrument = mapping.id_of.get(row.get("instrument_token", ""))
-            if instrument is not None:
-                last = decimal(row["last_price"])
-                quotes[instrument] = Quote(instrument, last, last, last, now)
+        for start in range(0, len(keys), UPSTOX_QUOTE_BATCH):  # at most 500 keys per LTP request
+            batch = ",".join(keys[start : start + UPSTOX_QUOTE_BATCH])
+            data = await self._call("GET", "/v2/market-quote/ltp", QUOTES, params={"symbol": batch})
+            now = datetime.now(UTC)
+            for row in data.values():
+                instrument = mapping.id_of.get(row.get("instrument_token", ""))
+                if instrument is not None:
+                    last = decimal(row["last_price"])
+                    quotes[instrument] = Quote(instrument, last, last, last, now)
         return quotes
 
     async def close(self) -> None:

@@ -56,6 +56,18 @@ class BookSettings(StrictModel):
         return {InstrumentId.parse(k): (h.quantity, h.average_price) for k, h in self.holdings.items()}
 
 
+class PaperBookSettings(BookSettings):
+    """A paper account's book, and how slowly its imitated broker answers."""
+
+    latency_ms: float = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="wait this long in every place, modify and cancel, as a real broker's round trip takes;"
+        " for benchmarks and tests of what runs in parallel",
+    )
+
+
 class SimAppSettings(StrictModel):
     """A developer app registered at the simulated broker (Kite's api_key, Upstox's client_id)."""
 

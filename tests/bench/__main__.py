@@ -1,6 +1,7 @@
-"""PlaceOrder throughput and latency of the daemon against a bare grpc.aio echo server.
+"""PlaceOrder throughput and latency of the daemon against a bare grpc.aio echo server, then the fan-out
+of one order to many accounts (tests/bench/fanout.py).
 
-One uvloop client process drives both targets with the same code, one after the other, so that on
+One uvloop client process drives both PlaceOrder targets with the same code, one after the other, so that on
 a 2-core machine only one server competes with the client at a time. Exits 0 whatever the figures.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 import grpc
 import uvloop
 
-from tests.bench import echo_server, probes, report
+from tests.bench import echo_server, fanout, probes, report
 from tests.bench.place_order import build_requests, run_calls
 from tests.integration.daemon import Daemon
 from tests.integration.daemon import test_config as config_text
@@ -34,9 +35,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--orders", type=int, default=3000, help="measured PlaceOrder calls per target")
     parser.add_argument("--concurrency", type=int, default=64, help="callers in flight at once")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for results and logs")
+    parser.add_argument("--only", choices=("place_order", "fanout"), help="run one benchmark (default: both)")
+    parser.add_argument("--fanout-accounts", type=int, default=50, help="paper accounts a batch goes to")
+    parser.add_argument("--fanout-latency-ms", type=float, default=50.0, help="their broker's answer time")
+    parser.add_argument("--fanout-rounds", type=int, default=10, help="measured batches")
     args = parser.parse_args(argv)
-    if args.orders < 1 or args.concurrency < 1:
-        parser.error("--orders and --concurrency must be at least 1")
+    if min(args.orders, args.concurrency, args.fanout_accounts, args.fanout_rounds) < 1:
+        parser.error("--orders, --concurrency, --fanout-accounts and --fanout-rounds must be at least 1")
     return args
 
 
@@ -125,14 +130,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def run_fanout(args: argparse.Namespace) -> dict[str, Any]:
+    environment = report.environment()
+    figures = await fanout.bench_fanout(args.out, args.fanout_accounts, args.fanout_latency_ms, args.fanout_rounds)
+    return {"benchmark": "fanout", "environment": environment, **figures}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = uvloop.run(run(args))
-    report.print_tables(result)
-    path = args.out / "place_order.json"
-    report.write_json(result, path)
-    print(f"wrote {path}")
+    if args.only in (None, "place_order"):
+        result = uvloop.run(run(args))
+        report.print_tables(result)
+        path = args.out / "place_order.json"
+        report.write_json(result, path)
+        print(f"wrote {path}")
+    if args.only in (None, "fanout"):
+        result = uvloop.run(run_fanout(args))
+        fanout.print_table(result)
+        path = args.out / "fanout.json"
+        report.write_json(result, path)
+        print(f"wrote {path}")
     return 0
 
 

@@ -10,7 +10,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -90,6 +90,7 @@ class World:
     daemon: Daemon
     resting: dict[str, str]
     counter: int = 0
+    strategies: dict[str, str] = field(default_factory=dict)  # account -> a strategy its owner created
 
     def unique(self, prefix: str) -> str:
         self.counter += 1
@@ -131,6 +132,49 @@ MATRIX: dict[str, tuple[bool, Call]] = {
         True,
         lambda c, w, a, me: c.accounts.CompleteLogin(accounts_pb2.CompleteLoginRequest(account=a, redirect="x")),
     ),
+    "AccountService/ListGroups": (False, lambda c, w, a, me: c.accounts.ListGroups(accounts_pb2.ListGroupsRequest())),
+    "AccountService/SetGroup": (
+        True,
+        lambda c, w, a, me: c.accounts.SetGroup(accounts_pb2.SetGroupRequest(name=w.unique("g"), accounts=[a])),
+    ),
+    "AccountService/DeleteGroup": (
+        False, lambda c, w, a, me: c.accounts.DeleteGroup(accounts_pb2.DeleteGroupRequest(name=_throwaway_group(w)))
+    ),
+    "AccountService/SetMultiplier": (
+        True,
+        lambda c, w, a, me: c.accounts.SetMultiplier(accounts_pb2.SetMultiplierRequest(account=a, multiplier="1")),
+    ),
+    "OperationsService/SetTradingState": (
+        True,  # ACTIVE, which it already is: the rows after it still trade
+        lambda c, w, a, me: c.operations.SetTradingState(
+            operations_pb2.SetTradingStateRequest(
+                scope=common_pb2.Scope(kind=common_pb2.SCOPE_KIND_ACCOUNT, name=a),
+                state=common_pb2.TRADING_STATE_ACTIVE,
+                reason="matrix",
+            )
+        ),
+    ),
+    "OperationsService/GetTradingStates": (
+        False, lambda c, w, a, me: c.operations.GetTradingStates(operations_pb2.GetTradingStatesRequest())
+    ),
+    "OperationsService/BatchOrder": (
+        True, lambda c, w, a, me: c.operations.BatchOrder(_batch(a, w.unique(f"b-{me}-")))
+    ),
+    "OperationsService/StreamBatchOrder": (
+        True, lambda c, w, a, me: _first(c.operations.StreamBatchOrder(_batch(a, w.unique(f"s-{me}-")), timeout=30))
+    ),
+    "OperationsService/ExitPositions": (
+        True,  # of an instrument nobody holds: nothing is sold
+        lambda c, w, a, me: c.operations.ExitPositions(
+            operations_pb2.ExitPositionsRequest(client_exit_id=w.unique(f"x-{me}-"), accounts=[a], instrument="NSE:TCS")
+        ),
+    ),
+    "OperationsService/CancelOpenOrders": (
+        True,  # of an instrument no order is for: the resting orders stay for the rows after it
+        lambda c, w, a, me: c.operations.CancelOpenOrders(
+            operations_pb2.CancelOpenOrdersRequest(accounts=[a], instrument="NSE:TCS")
+        ),
+    ),
     "OrderService/PlaceOrder": (
         True, lambda c, w, a, me: c.orders.PlaceOrder(_limit_order(a, w.unique(f"m-{me}-")))
     ),
@@ -167,6 +211,16 @@ MATRIX: dict[str, tuple[bool, Call]] = {
             c.portfolio.StreamPortfolio(portfolio_pb2.StreamPortfolioRequest(accounts=[a]), timeout=10)
         ),
     ),
+    "MarketDataService/GetQuotes": (
+        False,
+        lambda c, w, a, me: c.market_data.GetQuotes(marketdata_pb2.GetQuotesRequest(instruments=["NSE:INFY"])),
+    ),
+    "MarketDataService/StreamQuotes": (
+        False,
+        lambda c, w, a, me: _first(
+            c.market_data.StreamQuotes(marketdata_pb2.StreamQuotesRequest(instruments=["NSE:INFY"]), timeout=10)
+        ),
+    ),
     "SecurityService/WhoAmI": (False, lambda c, w, a, me: c.security.WhoAmI(security_pb2.WhoAmIRequest())),
     "SecurityService/AddUser": (
         False,
@@ -194,12 +248,94 @@ MATRIX: dict[str, tuple[bool, Call]] = {
     "SecurityService/VerifyAudit": (
         False, lambda c, w, a, me: c.security.VerifyAudit(security_pb2.VerifyAuditRequest())
     ),
+    "StrategyService/CreateStrategy": (
+        True, lambda c, w, a, me: c.strategies.CreateStrategy(_resting_bracket(a, w.unique(f"st-{me}-")))
+    ),
+    "StrategyService/ListStrategies": (
+        False, lambda c, w, a, me: c.strategies.ListStrategies(strategies_pb2.ListStrategiesRequest())
+    ),
+    # The strategy rows act on a strategy the account's owner (tom: own, olga: other) created.
+    "StrategyService/GetStrategy": (
+        True, lambda c, w, a, me: c.strategies.GetStrategy(strategies_pb2.GetStrategyRequest(id=_strategy(w, a)))
+    ),
+    "StrategyService/PauseStrategy": (
+        True, lambda c, w, a, me: c.strategies.PauseStrategy(strategies_pb2.GetStrategyRequest(id=_strategy(w, a)))
+    ),
+    "StrategyService/ResumeStrategy": (
+        True, lambda c, w, a, me: c.strategies.ResumeStrategy(strategies_pb2.GetStrategyRequest(id=_strategy(w, a)))
+    ),
+    "StrategyService/StopStrategy": (
+        True,  # a new one each time, so the shared one keeps running
+        lambda c, w, a, me: c.strategies.StopStrategy(
+            strategies_pb2.GetStrategyRequest(id=_strategy(w, a, fresh=True))
+        ),
+    ),
+    "StrategyService/StreamStrategyEvents": (
+        True,
+        lambda c, w, a, me: _first(
+            c.strategies.StreamStrategyEvents(
+                strategies_pb2.StreamStrategyEventsRequest(strategy_id=_strategy(w, a), after_sequence=0), timeout=10
+            )
+        ),
+    ),
+    # Last: it cancels the account's open orders (the rows above use them); the account trades again after it.
+    "OperationsService/Kill": (True, lambda c, w, a, me: _kill_and_revive(c, a)),
 }  # fmt: skip
 
 
 def _whom(account: str, me: str) -> str:
     """For token commands: the caller themself on the own side, the other account's owner on the other."""
     return me if account == OWN else "olga" if me != "olga" else "tom"
+
+
+def _throwaway_group(world: World) -> str:
+    name = world.unique("gone-group")
+    with world.daemon.client() as admin:
+        admin.accounts.SetGroup(accounts_pb2.SetGroupRequest(name=name, accounts=[OWN]))
+    return name
+
+
+def _batch(account: str, batch_id: str) -> operations_pb2.BatchOrderRequest:
+    """One resting order on the account, as a batch."""
+    order = _limit_order(account, batch_id)
+    return operations_pb2.BatchOrderRequest(
+        client_batch_id=batch_id, instrument=order.instrument, side=order.side, product=order.product,
+        order_type=order.order_type, price=order.price, quantities={account: 1},
+    )  # fmt: skip
+
+
+def _kill_and_revive(client: Client, account: str) -> operations_pb2.KillResponse:
+    scope = common_pb2.Scope(kind=common_pb2.SCOPE_KIND_ACCOUNT, name=account)
+    killed = client.operations.Kill(operations_pb2.KillRequest(scope=scope, reason="matrix"))
+    active = operations_pb2.SetTradingStateRequest(scope=scope, state=common_pb2.TRADING_STATE_ACTIVE, reason="matrix")
+    client.operations.SetTradingState(active)
+    return killed
+
+
+def _resting_bracket(account: str, client_id: str) -> strategies_pb2.CreateStrategyRequest:
+    """A bracket whose entry rests far below the market: it places one order and waits."""
+    order = _limit_order(account, client_id)
+    entry = strategies_pb2.OrderSpec(
+        account=account, instrument=order.instrument, side=order.side, quantity=1, product=order.product,
+        order_type=order.order_type, price=order.price,
+    )  # fmt: skip
+    return strategies_pb2.CreateStrategyRequest(
+        client_strategy_id=client_id, bracket=strategies_pb2.BracketParams(entry=entry, stop_loss="5", target="5")
+    )
+
+
+def _strategy(world: World, account: str, fresh: bool = False) -> str:
+    """A strategy on `account` created by its owner (tom owns OWN, olga OTHER); `fresh`: a new one."""
+    if fresh or account not in world.strategies:
+        owner = "tom" if account == OWN else "olga"
+        with world.daemon.client() as admin:
+            token = admin.security.CreateToken(security_pb2.CreateTokenRequest(user=owner)).secret
+        with world.daemon.client(token=token) as client:
+            made = client.strategies.CreateStrategy(_resting_bracket(account, world.unique(f"st-{owner}-")))
+        if fresh:
+            return made.id
+        world.strategies[account] = made.id
+    return world.strategies[account]
 
 
 def _throwaway_user(world: World) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,17 @@ async def test_open_restores_and_keeps_filling(
     third = open_broker(master, prices, clock, path)
     assert await third.trades() == await second.trades()
     assert await third.positions() == await second.positions()
+
+
+async def test_latency_delays_order_calls(master: InstrumentMaster, prices: PricePath, clock: FakeClock) -> None:
+    """`paper.latency_ms` imitates a broker's round trip on the calls that change orders."""
+    broker = open_broker(master, prices, clock, None, latency_ms=40)
+    started = time.perf_counter()
+    broker_id = await broker.place(buy(1, order_type=OrderType.LIMIT, price=D("1000")))
+    placed = time.perf_counter()
+    await broker.orders()
+    await broker.cancel(broker_id)
+    cancelled = time.perf_counter()
+    assert placed - started >= 0.04
+    assert cancelled - placed >= 0.04
+    assert (await broker.orders())[0].status is ST.CANCELLED

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psutil
 from rich.console import Console
 from rich.table import Table
 
@@ -80,9 +81,16 @@ async def _timed(call: Any) -> tuple[float, Any]:
     return time.perf_counter() - started, reply
 
 
+def _busy_seconds() -> float:
+    """CPU time the whole machine has spent busy so far, summed over its cores."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 async def measure(address: str, token: str, rounds: int, scrape: Scrape) -> dict[str, Any]:
     """Single orders, then batches, one call at a time; the daemon's mean AccountActor.submit time is read
-    around the batches, to tell the legs' own time from the fan-out's."""
+    around the batches, to tell the legs' own time from the fan-out's, and so is the machine's busy CPU time:
+    a batch cannot finish before that work is done on the cores there are."""
     metadata = (("authorization", f"Bearer {token}"),)
     run = secrets.token_hex(3)
     single: list[float] = []
@@ -99,6 +107,7 @@ async def measure(address: str, token: str, rounds: int, scrape: Scrape) -> dict
                 single.append(took)
         await operations.BatchOrder(_batch(run, -1), timeout=CALL_TIMEOUT, metadata=metadata)  # warm-up
         before = await scrape()
+        busy_before = _busy_seconds()
         for i in range(rounds):
             spread, reply = await _timed(
                 operations.BatchOrder(_batch(run, i), timeout=CALL_TIMEOUT, metadata=metadata)
@@ -107,8 +116,11 @@ async def measure(address: str, token: str, rounds: int, scrape: Scrape) -> dict
             legs, legs_failed = len(reply.legs), legs_failed + reply.failed
             failures = [f"{leg.account}: {leg.error}" for leg in reply.legs if leg.error]
             first_failure = first_failure or (failures[0] if failures else "")
+        busy = _busy_seconds() - busy_before
         after = await scrape()
     return {
+        "cpu_ms_per_batch": busy / rounds * 1000,
+        "cores": psutil.cpu_count() or 1,
         "legs_per_batch": legs,
         "legs_failed": legs_failed,
         "first_failure": first_failure,
@@ -153,6 +165,7 @@ def summarize(
         "single_p50_ms": one_p50,
         "ratio_to_round_trip": fan_p50 / latency_ms if latency_ms else math.nan,
         "ratio_to_single_order": fan_p50 / one_p50 if one_p50 else math.nan,
+        "cpu_floor_ms": figures["cpu_ms_per_batch"] / figures["cores"],
         "target": TARGET,
     }
 
@@ -172,6 +185,8 @@ def print_table(result: dict[str, Any], console: Console | None = None) -> None:
         ("a leg's AccountActor.submit, mean (ms)", f"{result['leg_submit_mean_ms']:.1f}"),
         ("fan-out / broker round trip", f"{result['ratio_to_round_trip']:.2f} (target ≤ {result['target']})"),
         ("fan-out / single PlaceOrder", f"{result['ratio_to_single_order']:.2f}"),
+        ("machine CPU busy per batch (core-ms)", f"{result['cpu_ms_per_batch']:.0f} on {result['cores']} cores"),
+        ("CPU floor: that over the cores (ms)", f"{result['cpu_floor_ms']:.0f}"),
         ("legs per batch", str(result["legs_per_batch"])),
         ("legs failed (all rounds)", str(result["legs_failed"])),
         ("daemon start with its accounts (s)", f"{result['daemon_ready_s']:.1f}"),

@@ -43,6 +43,7 @@ from engine.api.trading import TradingStates
 from engine.config import ServerSettings, Settings
 from engine.demo import demo_accounts, demo_simulators
 from engine.instrument_master import InstrumentMaster
+from engine.marketdata import stale_after
 from engine.security.credentials import register_plaintext
 from engine.security.rate_limit import RateLimiter
 from engine.security.secrets import SecretBox, load_or_create_key
@@ -152,6 +153,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
         InstrumentMaster.default(),
         market_data=market,
         quote_timeout=settings.market_data.quote_timeout_seconds,
+        quote_max_age=stale_after(settings.market_data.poll_interval_seconds),
     )
     hub = EventHub(store, dsn)
     await gateway.start()

@@ -82,10 +82,8 @@ class StrategyHost:
         """Feed `inputs` (order updates up to event `cursor`), drop the executed commands `done`, save, and
         return the new commands."""
         loaded = self._require()
-        decided: list[Command] = []
         try:
-            for event in inputs:
-                decided.extend(loaded.strategy.on(event))
+            decided = loaded.strategy.step(inputs)
         except Exception as exc:
             self._loaded = None  # the logic may be half-way through a change: reload before anything else
             raise LogicError(f"{type(exc).__name__}: {exc}") from exc

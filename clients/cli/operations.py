@@ -190,6 +190,9 @@ def kill(
         bool, typer.Option("--flatten", help="Close the positions (not holdings) first, under REDUCING.")
     ] = False,
     reason: Annotated[str, typer.Option(help="Shown with the state and in every refusal it causes.")] = "",
+    kill_id: Annotated[
+        str, typer.Option("--id", help="Idempotency key: repeating a kill with it never exits a position twice.")
+    ] = "",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     server: ServerOpt = DEFAULT_SERVER,
     json: JsonOpt = False,
@@ -203,7 +206,12 @@ def kill(
         where = "EVERY account" if scope is GLOBAL else str(scope)
         what = "close the positions and halt" if flatten else "halt"
         typer.confirm(f"Cancel every open order of {where} and {what} trading there?", abort=True)
-    request = operations_pb2.KillRequest(scope=convert.scope_to_proto(scope), reason=reason, flatten=flatten)
+    request = operations_pb2.KillRequest(
+        scope=convert.scope_to_proto(scope),
+        reason=reason,
+        flatten=flatten,
+        client_kill_id=kill_id or f"k-{uuid.uuid4().hex[:12]}",
+    )
     with connect(server) as client:
         reply = client.operations.Kill(request)
     if json:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -24,12 +23,11 @@ from engine.api.placement import Placement
 from engine.api.registry import AccountRegistry
 from engine.api.trading import TradingStates
 from engine.domain import InstrumentId, Order, OrderStatus, Product
-from engine.domain.exits import KEY_LENGTH, ExitOrder, exit_orders
+from engine.domain.exits import ID_SUFFIX_LENGTH, ExitOrder, exit_client_id, exit_orders
 from engine.errors import InvalidArgument, PermissionDenied
-from engine.risk.states import Scope, ScopeKind, StateEntry, TradingState
-from engine.routing.batch import LegOutcome, LegResult, LegSize, explicit_sizes, scaled_sizes
+from engine.risk.states import Scope, StateEntry, TradingState
+from engine.routing.batch import LegOutcome, LegResult, LegSize, batch_client_id, explicit_sizes, scaled_sizes
 from engine.security.principal import Principal
-from engine.security.tokens import Role
 from trademaster.v1 import common_pb2, operations_pb2, orders_pb2
 
 _OPEN_ORDERS_LIMIT = 10_000  # far above what a scope holds; the store needs a bound
@@ -106,14 +104,6 @@ class Operations:
             caller.require(account)
         return named
 
-    def scope_accounts(self, scope: Scope, caller: Principal) -> list[str]:
-        """The accounts a trading-state scope covers, each the caller's (global: the caller's visible accounts)."""
-        if scope.kind is ScopeKind.GLOBAL:
-            return caller.visible(self._gw.accounts)
-        if scope.kind is ScopeKind.GROUP:
-            return self.accounts_in((), scope.name, caller)
-        return self.accounts_in((scope.name,), "", caller)
-
     # -- batch ------------------------------------------------------------------------------------
 
     async def batch(self, request: operations_pb2.BatchOrderRequest, caller: Principal) -> list[LegResult]:
@@ -167,7 +157,7 @@ class Operations:
         legs = []
         for size in sizes:
             leg = orders_pb2.PlaceOrderRequest(
-                client_order_id=f"{batch_id}-{size.account}",
+                client_order_id=batch_client_id(batch_id, size.account),
                 account=size.account,
                 instrument=request.instrument,
                 side=request.side,
@@ -233,12 +223,12 @@ class Operations:
         """Close the accounts' positions (of `instrument`, `product`) with MARKET orders in their own products.
 
         Each account syncs with its broker first, so the exit sizes come from the broker's latest positions and
-        holdings. Exit orders are "<client_id>-<account>-<key>", the key fixed by (instrument, product): a retry
-        of the same exit returns the orders already placed instead of selling twice.
+        holdings. Exit orders are "<client_id>-<account code>-<key>" (exit_client_id), the key fixed by
+        (instrument, product): a retry of the same exit returns the orders already placed instead of selling twice.
         """
         for account in accounts:
             self._gw.require_account(account, caller)
-            _check_id("client_exit_id", f"{client_id}-{account}-{'0' * KEY_LENGTH}", account)
+        _check_exit_id("client_exit_id", client_id, caller.strategy)
         cancelled = await self.cancel_open(accounts, instrument, caller) if cancel_open_orders else None
         per_account = await asyncio.gather(
             *(self._exit_account(a, instrument, product, include_holdings, client_id, caller) for a in accounts)
@@ -293,29 +283,36 @@ class Operations:
 
     # -- kill switch ------------------------------------------------------------------------------
 
-    async def kill(self, scope: Scope, reason: str, flatten: bool, caller: Principal) -> KillResult:
-        """HALTED at the scope, then every open order in it cancelled. With `flatten`, first REDUCING, the open
-        orders cancelled and the positions (not holdings) closed, then HALTED: the halt holds even if that fails."""
+    async def kill(
+        self, scope: Scope, reason: str, flatten: bool, client_kill_id: str, caller: Principal
+    ) -> KillResult:
+        """HALTED at the scope, then every open order in it cancelled. With `flatten`, first REDUCING (unless the
+        scope is already HALTED: a kill never lowers a state), the open orders cancelled and the positions (not
+        holdings) closed, then HALTED: the halt holds even if that fails.
+
+        The exit orders' ids derive from `client_kill_id` (exit id "kill-<client_kill_id>"), so a retried kill
+        finds the exits the first attempt placed instead of selling again.
+        """
         self._states.authorize(scope, TradingState.HALTED, caller, self._registry)
-        admin = caller.role is Role.ADMIN
-        accounts = self.scope_accounts(scope, caller)
+        accounts = self._registry.usable_scope_accounts(scope, caller)
         why = reason or "kill switch"
         if not flatten:
-            entry = await self._states.set(scope, TradingState.HALTED, why, caller.user, admin=admin)
+            entry = await self._states.set(scope, TradingState.HALTED, why, caller)
             return KillResult(entry, await self.cancel_open(accounts, None, caller))
-        self._states.authorize(scope, TradingState.REDUCING, caller, self._registry)
-        await self._states.set(scope, TradingState.REDUCING, why, caller.user, admin=admin)
+        exit_id = f"kill-{client_kill_id}"
+        _check_exit_id("client_kill_id", exit_id, caller.strategy)
+        await self._states.set(scope, TradingState.REDUCING, why, caller, tighten=True)
         try:
             cancelled = await self.cancel_open(accounts, None, caller)
-            exits = await self.exit_positions(accounts, None, None, False, f"kill-{secrets.token_hex(4)}", caller)
+            exits = await self.exit_positions(accounts, None, None, False, exit_id, caller)
         finally:
-            entry = await self._states.set(scope, TradingState.HALTED, why, caller.user, admin=admin)
+            entry = await self._states.set(scope, TradingState.HALTED, why, caller)
         return KillResult(entry, cancelled, exits)
 
 
 def _exit_request(client_id: str, account: str, order: ExitOrder) -> orders_pb2.PlaceOrderRequest:
     return orders_pb2.PlaceOrderRequest(
-        client_order_id=f"{client_id}-{account}-{order.key}",
+        client_order_id=exit_client_id(client_id, account, order),
         account=account,
         instrument=str(order.instrument),
         side=convert.side_to_proto(order.side),
@@ -326,12 +323,23 @@ def _exit_request(client_id: str, account: str, order: ExitOrder) -> orders_pb2.
     )
 
 
-def _check_id(field: str, leg_id: str, account: str) -> None:
-    """A leg's client order id is the request's id plus the account: both must fit in one client id."""
+def _check_id(field: str, leg_id: str, account: str, strategy: str = "") -> None:
+    """A leg's client order id is the request's id plus the account's code: it must be a valid client id
+    (`strategy`: the strategy placing, which alone may use its reserved ids)."""
     try:
-        validation.client_id(field, leg_id)
+        validation.client_id(field, leg_id, strategy=strategy)
     except InvalidArgument as exc:
         raise InvalidArgument(field, f"makes the order id {leg_id!r} for {account}: {exc.problem}") from None
+
+
+def _check_exit_id(field: str, exit_id: str, strategy: str) -> None:
+    """An exit's orders are "<exit_id>-<account code>-<key>" (exit_client_id): they must be valid client ids."""
+    try:
+        validation.client_id(field, exit_id, strategy=strategy)
+        validation.client_id(field, exit_id + "-" * ID_SUFFIX_LENGTH, strategy=strategy)
+    except InvalidArgument as exc:
+        why = f"{exc.problem} (exit orders' ids are {exit_id!r} and {ID_SUFFIX_LENGTH} more characters)"
+        raise InvalidArgument(field, why) from None
 
 
 async def _settle_all(calls: Iterable[Awaitable[Order]]) -> list[Order | Exception]:

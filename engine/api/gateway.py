@@ -52,6 +52,7 @@ class Gateway:
         *,
         market_data: Any,
         quote_timeout: float,
+        quote_max_age: float,
     ) -> None:
         """`market_data`: the MarketDataActor, whose quotes the QuoteBook (`quotes`) mirrors here."""
         self.accounts = {a.settings.id: a for a in accounts}
@@ -64,7 +65,7 @@ class Gateway:
             for a in accounts
         }
         self._task: asyncio.Task[None] | None = None
-        self.quotes = QuoteBook(market_data, self.call, quote_timeout)
+        self.quotes = QuoteBook(market_data, self.call, quote_timeout, quote_max_age)
         self._ledger_open: dict[str, set[InstrumentId]] = {}  # instruments of open ledger positions, by account
 
     async def call(self, actor: str, method: str, ref: Awaitable[T]) -> T:

@@ -15,13 +15,12 @@ from engine.api.auth import caller
 from engine.api.fanout import CancelResult, ExitResult, Operations
 from engine.api.gateway import Gateway
 from engine.api.registry import AccountRegistry
-from engine.api.trading import TradingStates, set_state_reply, state_entry_to_proto, trading_states_reply
+from engine.api.trading import MAX_REASON, TradingStates, set_state_reply, state_entry_to_proto, trading_states_reply
 from engine.domain import InstrumentId, Product
 from engine.errors import InvalidArgument
 from engine.routing.batch import LegOutcome, LegResult
 from trademaster.v1 import operations_pb2, operations_pb2_grpc
 
-_MAX_REASON = 200  # as SetTradingState's reason
 _OUTCOMES = {
     LegOutcome.PLACED: operations_pb2.LEG_OUTCOME_PLACED,
     LegOutcome.DUPLICATE: operations_pb2.LEG_OUTCOME_DUPLICATE,
@@ -127,8 +126,9 @@ class OperationsService(operations_pb2_grpc.OperationsServiceServicer):
         self, request: operations_pb2.KillRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.KillResponse:
         scope = convert.scope_from_proto(request.scope)
-        reason = validation.text("reason", request.reason, limit=_MAX_REASON)
-        result = await self._ops.kill(scope, reason, request.flatten, caller())
+        reason = validation.text("reason", request.reason, limit=MAX_REASON)
+        kill_id = validation.text("client_kill_id", request.client_kill_id, required=request.flatten)
+        result = await self._ops.kill(scope, reason, request.flatten, kill_id, caller())
         return operations_pb2.KillResponse(
             state=state_entry_to_proto(result.state),
             cancelled=self._cancelled(result.cancelled),

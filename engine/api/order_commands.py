@@ -44,9 +44,7 @@ class OrderCommands:
             quantity=change.quantity if change.quantity is not None else order.quantity,
             order_type=change.order_type or order.order_type,
         )
-        working = await self._states.working(
-            order.account, order.instrument, order.side, order.product, exclude=order.order_id
-        )
+        working = await self._states.working(order.account, order.instrument, order.side, order.product)
         self._states.check_modify(changed, self._gw.snapshot(order.account), working)
         actor = self._gw.accounts[order.account].actor
         return await self._gw.call("account", "modify", actor.modify.remote(order.order_id, change))

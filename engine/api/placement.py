@@ -67,6 +67,15 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True)
+class Working:
+    """What a trading state counts besides an order: each account's open orders on the order's side, as the
+    database had them when read (TradingStates.working), and when that read began."""
+
+    read_at: datetime
+    orders: Mapping[str, Mapping[str, int]]  # account -> client order id -> unfilled units
+
+
+@dataclass(frozen=True, slots=True)
 class Placed:
     order: Order
     decision: RouteDecision
@@ -130,14 +139,14 @@ class Placement:
             if group:
                 raise InvalidArgument("group", "only used in orchestrator mode (name no account, or set mode)")
             handle = self._gw.account("account", validation.text("account", req.account), caller)
-            request = validation.place_request(req, handle.settings.id, self._gw.lookup)
+            request = validation.place_request(req, handle.settings.id, self._gw.lookup, strategy=caller.strategy)
             found = self._instrument(request)
             last = await self._last_price(request, [handle.settings.id], to_value=False)
             shape = self._shape(request, found, price=request.price or last or found.last_price)
             why = "the order names this account" if req.account else "the default account (standard mode)"
             return Plan(request, found, shape, standard(handle.settings.id, request.quantity, why), (), last)
         pool = self._pool(group, caller)
-        request = validation.place_request(req, "", self._gw.lookup)
+        request = validation.place_request(req, "", self._gw.lookup, strategy=caller.strategy)
         found = self._instrument(request)
         last = await self._last_price(request, pool, to_value=True)
         shape = self._shape(request, found, price=request.price or last or found.last_price)
@@ -206,7 +215,7 @@ class Placement:
             why = (
                 excluded.get(name)
                 or found_candidate.excluded
-                or self._states.refusal(lot, snap)
+                or self._states.refusal(lot, snap, {})
                 or self._risk.refusal(request, found, last_price, name)
             )
             candidates.append(replace(found_candidate, excluded=why))
@@ -219,7 +228,8 @@ class Placement:
             # A retry must find its original before routing again, which would see its own legs' effects.
             known = await self._routed.get_by_client_id(validation.text("client_order_id", req.client_order_id))
             if known is not None:
-                _same_request(known, validation.place_request(req, "", self._gw.lookup), caller)
+                asked = validation.place_request(req, "", self._gw.lookup, strategy=caller.strategy)
+                _same_request(known, asked, caller)
                 return await self._duplicate(known)
         plan = await self._decide(req, caller)
         pieces = self._pieces(plan, plan.decision)
@@ -273,18 +283,22 @@ class Placement:
         cut = plan.instrument.freeze_quantity, plan.instrument.lot_size
         return [(leg.account, q) for leg in decision.legs for q in slices(leg.quantity, *cut)]
 
-    async def _working(self, request: OrderRequest, accounts: Sequence[str]) -> dict[str, int]:
-        """Per account, the units its open orders already have on the order's side (TradingStates.working)."""
-        return {
+    async def _working(self, request: OrderRequest, accounts: Sequence[str]) -> Working:
+        """Per account, its open orders on the order's side (TradingStates.working)."""
+        read_at = datetime.now(UTC)
+        orders = {
             a: await self._states.working(a, request.instrument, request.side, request.product)
             for a in dict.fromkeys(accounts)
         }
+        return Working(read_at, orders)
 
-    def _check(self, plan: Plan, pieces: Sequence[tuple[str, int]], working: Mapping[str, int]) -> None:
+    def _check(self, plan: Plan, pieces: Sequence[tuple[str, int]], working: Working) -> None:
         """Check the pieces against each account's trading state, then its limits; the first refusal refuses all.
 
         A trading state sees each account's pieces together, with its open orders (`working`) and the orders
-        still on their way to its broker on the same side, which no snapshot or order row shows yet.
+        its holds show on the same side that the read may have missed: those still on their way to the broker
+        and those acknowledged since the read began. Such an order counts its holds' whole quantity in place of
+        its rows (a routed order's legs, "<client id>/<n>", included): no snapshot includes any fill of it yet.
         """
         request = plan.request
         per_account: dict[str, int] = {}
@@ -292,16 +306,22 @@ class Placement:
             per_account[account] = per_account.get(account, 0) + quantity
         for account, quantity in per_account.items():
             snap = self._gw.snapshot(account)
-            sending = sum(
-                abs(h.quantity)
-                for h in self._holds.unsynced(account, snap.funds_at)
-                if h.settled_at is None and h.instrument == request.instrument and h.quantity * request.side.sign > 0
-            )
+            unread: dict[str, int] = {}
+            for h in self._holds.unsynced(account, snap.funds_at):
+                if (
+                    (h.settled_at is None or h.settled_at >= working.read_at)
+                    and h.instrument == request.instrument
+                    and h.product is request.product
+                    and h.quantity * request.side.sign > 0
+                ):
+                    unread[h.client_order_id] = unread.get(h.client_order_id, 0) + abs(h.quantity)
+            rows = working.orders.get(account, {})
+            read = {c: q for c, q in rows.items() if c.partition("/")[0] not in unread}
             leg = replace(request, account=account, quantity=quantity)
-            self._states.check_order(leg, snap, working.get(account, 0) + sending)
+            self._states.check_order(leg, snap, {**read, **unread})
         self._risk.check(request, plan.instrument, plan.last_price, pieces)
 
-    def _claim(self, plan: Plan, pieces: Sequence[tuple[str, int]], working: Mapping[str, int]) -> list[Hold]:
+    def _claim(self, plan: Plan, pieces: Sequence[tuple[str, int]], working: Working) -> list[Hold]:
         """Check every piece (_check), then hold what each claims.
 
         Nothing is awaited in between, so no other order is checked against a state that misses these pieces.

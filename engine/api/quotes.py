@@ -3,6 +3,9 @@
 A background task pulls every quote changed since the version it holds, one Ray call per batch, so
 reads (`latest`, `prices`, the portfolio's marks) never cross the Ray boundary. Subscriptions are kept
 here too and sent to the actor; when the actor comes back from a restart (a new epoch) they are sent again.
+`prices`, which strategies act on, leaves out quotes no broker has confirmed for `max_age` seconds (the
+market-data store publishes unchanged quotes again as they are confirmed): a trailing stop must not move on
+a price from before the feed stopped.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from engine.brokers.base import Quote
 from engine.domain import InstrumentId
-from engine.marketdata import Subscriptions
+from engine.marketdata import Subscriptions, same_prices
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +34,21 @@ ActorCall = Callable[[str, str, Awaitable[Any]], Awaitable[Any]]
 
 
 class QuoteBook:
-    def __init__(self, actor: Any, call: ActorCall, quote_timeout: float) -> None:
-        """`actor`: the MarketDataActor handle; `quote_timeout`: how long `get` waits for unfollowed instruments."""
+    def __init__(
+        self,
+        actor: Any,
+        call: ActorCall,
+        quote_timeout: float,
+        max_age: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """`actor`: the MarketDataActor handle; `quote_timeout`: how long `get` waits for unfollowed instruments;
+        `max_age`: seconds since its last confirmation after which `prices` leaves a quote out."""
         self._actor = actor
         self._call = call
         self._timeout = quote_timeout
+        self._max_age = timedelta(seconds=max_age)
+        self._clock = clock
         self._subscriptions = Subscriptions()
         self._latest: dict[InstrumentId, Quote] = {}
         self._epoch = ""
@@ -68,7 +82,9 @@ class QuoteBook:
         return self._latest.get(instrument)
 
     def prices(self, instruments: Iterable[InstrumentId]) -> dict[InstrumentId, Decimal]:
-        return {i: q.last_price for i in instruments if (q := self._latest.get(i)) is not None}
+        """The last prices of the instruments confirmed within `max_age`; older ones are left out."""
+        oldest = self._clock() - self._max_age
+        return {i: q.last_price for i in instruments if (q := self._latest.get(i)) is not None and q.at >= oldest}
 
     async def get(self, instruments: Sequence[InstrumentId]) -> dict[InstrumentId, Quote]:
         """The latest quote of each instrument; the brokers are asked at once for any nobody follows
@@ -94,7 +110,7 @@ class QuoteBook:
                 for instrument in wanted:
                     quote = self._latest.get(instrument)
                     last = sent.get(instrument)
-                    if quote is None or (last is not None and last[0] == quote):
+                    if quote is None or (last is not None and same_prices(last[0], quote)):  # not a confirmation
                         continue
                     ready_at = last[1] + min_interval if last is not None else now
                     if ready_at <= now:

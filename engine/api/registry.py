@@ -11,8 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from engine.api import validation
 from engine.config import NAME_PATTERN, NAME_RULE, AccountSettings
 from engine.errors import InvalidArgument, NotFound
+from engine.risk.states import Scope, ScopeKind
+from engine.security.principal import Principal
 from engine.store.overrides import OverrideStore
 
 MAX_MULTIPLIER = Decimal(1000)
@@ -73,6 +76,32 @@ class AccountRegistry:
             known = ", ".join(sorted(self._groups)) or "there are none"
             raise InvalidArgument("group", f"unknown account group {group!r} (groups: {known})")
         return list(found.accounts)
+
+    def scope_accounts(self, scope: Scope, field: str = "scope.name") -> list[str]:
+        """The accounts a scope covers now (GLOBAL: every account). Trading states, the kill switch, strategies
+        and the strategy runner all ask here, so they agree on what a scope is; a scope naming nothing that
+        exists is refused, naming `field`."""
+        if scope.kind is ScopeKind.GLOBAL:
+            if scope.name:
+                raise InvalidArgument(field, "must be empty for the global scope")
+            return self.accounts
+        name = validation.text(field, scope.name, required=True)
+        if scope.kind is ScopeKind.ACCOUNT:
+            return [self.require_account(field, name)]
+        try:
+            return self.members(name)
+        except InvalidArgument as exc:
+            raise InvalidArgument(field, exc.problem) from None
+
+    def usable_scope_accounts(self, scope: Scope, caller: Principal, field: str = "scope.name") -> list[str]:
+        """The scope's accounts as `caller` may act on them: GLOBAL means the caller's own accounts; a group or
+        account the caller cannot use entirely is refused (PermissionDenied) rather than acted on in part."""
+        accounts = self.scope_accounts(scope, field)
+        if scope.kind is ScopeKind.GLOBAL:
+            return caller.visible(accounts)
+        for account in accounts:
+            caller.require(account)
+        return accounts
 
     def groups_of(self, account: str) -> list[str]:
         """The groups the account is in, by name."""

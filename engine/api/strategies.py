@@ -9,7 +9,6 @@ owner or an admin may change it.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -35,7 +34,6 @@ from engine.store.strategies import StrategyEvent, StrategyRecord, StrategyStore
 from engine.strategies.base import StrategyStatus
 from trademaster.v1 import common_pb2, orders_pb2, strategies_pb2, strategies_pb2_grpc
 
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PB = strategies_pb2
 
 
@@ -216,9 +214,7 @@ class StrategyService(strategies_pb2_grpc.StrategyServiceServicer):
         self, request: _PB.CreateStrategyRequest, context: grpc.aio.ServicerContext
     ) -> _PB.Strategy:
         me = caller()
-        client_id = validation.text("client_strategy_id", request.client_strategy_id, required=True)
-        if not _CLIENT_ID.match(client_id):
-            raise InvalidArgument("client_strategy_id", "use 1-64 of letters, digits, '_' and '-'")
+        client_id = validation.client_id("client_strategy_id", request.client_strategy_id)
         name = validation.text("name", request.name, limit=100)
         kind = request.WhichOneof("params")
         if kind is None:
@@ -297,17 +293,9 @@ class StrategyService(strategies_pb2_grpc.StrategyServiceServicer):
         return found.tick_size
 
     def _scope_accounts(self, kind: str, scope: common_pb2.Scope, me: Principal) -> list[str]:
-        if scope.kind == common_pb2.SCOPE_KIND_GROUP:
-            try:
-                members = self._registry.members(validation.text(f"{kind}.scope.name", scope.name, required=True))
-            except InvalidArgument as exc:
-                raise InvalidArgument(f"{kind}.scope.name", exc.problem) from None
-            for account in members:
-                me.require(account)
-            return members
-        if scope.kind == common_pb2.SCOPE_KIND_ACCOUNT:
-            return [self._account(f"{kind}.scope.name", scope.name, me)]
-        return []  # the params model refuses any other scope, naming the field
+        if scope.kind not in (common_pb2.SCOPE_KIND_GROUP, common_pb2.SCOPE_KIND_ACCOUNT):
+            return []  # the params model refuses any other scope, naming the field
+        return self._registry.usable_scope_accounts(convert.scope_from_proto(scope), me, f"{kind}.scope.name")
 
     async def _position(self, account: str, instrument: InstrumentId, product: str | None) -> int:
         """The net quantity the daemon's ledger holds in the account, instrument and product."""

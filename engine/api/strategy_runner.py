@@ -3,8 +3,13 @@
 Each task feeds its strategy the inputs (its orders' updates from the order event log, from the cursor the
 strategy saved; a Tick every half second with the prices it watches and its scopes' PnL today), batched into
 one actor call, and executes the commands the actor returns as the strategy's owner, through the same checks
-as an API call (placement, pre-trade risk, trading states, ownership). A refused command comes back to the
-strategy as a Refused input. What a command did is acknowledged to the actor, which drops it from the outbox.
+as an API call (placement, pre-trade risk, trading states, ownership). A refused order command comes back to
+the strategy as a Refused input, after the order's latest state, so the logic never judges a refusal on stale
+knowledge. What a command did is acknowledged to the actor, which drops it from the outbox.
+
+Paused, a strategy gets no Ticks (no new entries, schedule runs, trailing or PnL checks) but still gets its
+orders' updates, so the protection it already has keeps working: an exit fill still cancels the other leg.
+A strategy whose owner may no longer trade, or whose scope no longer exists or is no longer the owner's, fails.
 
 A crash (of the daemon or of the actor) loses nothing: the actor saved every decision before returning it, so
 the task, started again, re-opens the actor, executes its outbox again (orders are placed under client ids
@@ -37,14 +42,16 @@ from engine.api.placement import Placement
 from engine.api.registry import AccountRegistry
 from engine.api.trading import TradingStates
 from engine.brokers.base import ModifyRequest
-from engine.domain import OrderEvent
 from engine.errors import ApiError, FailedPrecondition
-from engine.risk.states import Scope, ScopeKind
+from engine.risk.states import Scope
+from engine.routing.batch import LegOutcome
 from engine.security.principal import Principal
+from engine.security.tokens import Role
 from engine.store.strategies import Pending, StrategyRecord, StrategyStore, order_client_id
 from engine.store.users import UserStore
 from engine.strategies.base import (
     Cancel,
+    Command,
     Finish,
     Input,
     Modify,
@@ -67,6 +74,7 @@ TICK_SECONDS = 0.5
 CLOCK_ENV = "TRADEMASTER_STRATEGY_CLOCK"
 _RETRY_SECONDS = 1.0
 _STOP_WAIT_SECONDS = 30.0
+_OPEN_ORDERS_LIMIT = 10_000  # far above what one strategy's accounts hold open; the store needs a bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +106,13 @@ def strategy_clock(start: str | None = None) -> Clock:
     return lambda: origin + timedelta(seconds=time.monotonic() - began)
 
 
-class _OwnerGone(Exception):
-    """The strategy's owner was removed: nothing may be done in their name any more."""
+class _CannotRun(Exception):
+    """Nothing may be done in the owner's name any more: they were removed or may no longer trade, or the
+    strategy's scope no longer exists or is no longer theirs. Retrying cannot help: the strategy fails."""
+
+
+class _Closed(Exception):
+    """The actor refused to open: the strategy is no longer live (it finished or was stopped meanwhile)."""
 
 
 @dataclass
@@ -113,7 +126,8 @@ class _Live:
     stopping: bool = False
     watch: Watch = field(default_factory=Watch)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    updates: list[tuple[int, OrderUpdate]] = field(default_factory=list)  # (event sequence, update), in order
+    updates: list[OrderUpdate] = field(default_factory=list)  # from the feed, in event order
+    scanned: int = 0  # the last order event the feed looked at; every update up to it is in `updates` or fed
 
     @property
     def strategy_id(self) -> str:
@@ -202,21 +216,28 @@ class StrategyRunner:
             live.wake.set()
             if live.task is not None:
                 done, _ = await asyncio.wait([live.task], timeout=_STOP_WAIT_SECONDS)
-                if not done:
+                if not done:  # wait for the cancellation too: an order being placed then is found below
                     live.task.cancel()
+                    await asyncio.gather(live.task, return_exceptions=True)
         current = await self._store.get(record.strategy_id)
         assert current is not None, "strategies are never deleted"
         if current.status.is_final:  # it finished by itself meanwhile
             return current
-        cancelled, failed = await self._cancel_working(record.strategy_id, caller)
+        cancelled, failed = await self._cancel_working(current, caller)
         message = f"stopped by {caller.user}; cancelled {cancelled} working order(s)"
         if failed:
             message += f"; could not cancel: {'; '.join(failed)}"
         return await self._store.set_status(record.strategy_id, StrategyStatus.STOPPED, message, "stopped")
 
-    async def _cancel_working(self, strategy_id: str, caller: Principal) -> tuple[int, list[str]]:
+    async def _cancel_working(self, record: StrategyRecord, caller: Principal) -> tuple[int, list[str]]:
+        """Cancel every working order of the strategy: those it recorded, and any under its client-id prefix
+        that it had no time to record (placed just before a crash or a cancelled task)."""
+        prefix = order_client_id(record.strategy_id, "")
+        recorded = set((await self._store.orders(record.strategy_id)).values())
+        found = await self._gw.store.list(accounts=record.accounts, open_only=True, limit=_OPEN_ORDERS_LIMIT)
+        working = {o.order_id for o in found if o.client_order_id.startswith(prefix)}
         cancelled, failed = 0, []
-        for order_id in (await self._store.orders(strategy_id)).values():
+        for order_id in sorted(recorded | working):
             order = await self._gw.store.get(order_id)
             if order is None or order.is_terminal:
                 continue
@@ -238,10 +259,10 @@ class StrategyRunner:
                     return
                 except (ray.exceptions.RayActorError, NotOpen) as exc:
                     log.warning("strategy %s: actor lost (%s); reloading it", live.strategy_id, exc)
-                except (LogicError, _OwnerGone) as exc:
+                except (LogicError, _CannotRun) as exc:
                     await self._fail(live, str(exc))
                     return
-                except ApiError as exc:  # the actor refused to open: the strategy is no longer live
+                except _Closed as exc:
                     log.warning("strategy %s: %s", live.strategy_id, exc)
                     return
                 except Exception:
@@ -260,43 +281,44 @@ class StrategyRunner:
 
     async def _session(self, live: _Live) -> None:
         actor = live.actor
-        opened: Opened = await self._gw.call("strategy", "open", actor.open.remote(self._clock()))
+        try:
+            opened: Opened = await self._actor_call("open", actor.open.remote(self._clock()))
+        except ApiError as exc:
+            raise _Closed(str(exc)) from exc
         live.updates.clear()
+        live.scanned = opened.cursor
         feed = asyncio.create_task(self._feed(live, opened.cursor), name=f"{live.quote_owner}:feed")
+        feed.add_done_callback(lambda _: live.wake.set())
         self._watch(live, opened.watch)
         pending = list(opened.outbox)
         next_tick = 0.0
         try:
             while not live.stopping:
-                if live.paused:
-                    live.wake.clear()
-                    await live.wake.wait()
-                    continue
+                if feed.done():  # a feed that died would leave the strategy deaf: start the session again
+                    feed.result()
+                    raise RuntimeError("the order event feed ended")
                 if pending:
-                    refusals, done, finished = await self._execute(live, pending)
+                    answers, done, finished = await self._execute(live, pending)
                     if finished:
-                        await self._gw.call("strategy", "ack", actor.ack.remote(done))
+                        await self._actor_call("ack", actor.ack.remote(done))
                         return
-                    if refusals:
-                        stepped = await self._step(live, refusals, None, done)
+                    if answers:
+                        updates, cursor = self._drain(live)
+                        stepped = await self._step(live, [*updates, *answers], cursor, done)
                         pending = list(stepped.commands)
                     else:
-                        await self._gw.call("strategy", "ack", actor.ack.remote(done))
+                        await self._actor_call("ack", actor.ack.remote(done))
                         pending = []
                     continue
+                wait = None if live.paused else max(0.0, next_tick - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
+                    async with asyncio.timeout(wait):
                         await live.wake.wait()
                 live.wake.clear()
-                if live.paused or live.stopping:
+                if live.stopping or feed.done():
                     continue
-                inputs: list[Input] = []
-                cursor = None
-                if live.updates:
-                    cursor = live.updates[-1][0]
-                    inputs.extend(update for _, update in live.updates)
-                    live.updates.clear()
-                if time.monotonic() >= next_tick:
+                inputs, cursor = self._drain(live)
+                if not live.paused and time.monotonic() >= next_tick:
                     inputs.append(await self._tick(live))
                     next_tick = time.monotonic() + TICK_SECONDS
                 if inputs:
@@ -306,9 +328,27 @@ class StrategyRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await feed
 
-    async def _step(self, live: _Live, inputs: list[Input], cursor: int | None, done: Iterable[int]) -> Stepped:
+    @staticmethod
+    def _drain(live: _Live) -> tuple[list[Input], int]:
+        """The order updates waiting, and the cursor to save with them: the last event the feed looked at, which
+        moves on even when none of the strategy's orders changed, so a restart does not scan the log again."""
+        updates: list[Input] = list(live.updates)
+        live.updates.clear()
+        return updates, live.scanned
+
+    async def _actor_call(self, method: str, ref: Any) -> Any:
+        """A call to the StrategyActor; the host's LogicError and NotOpen come out as themselves (Ray would wrap
+        them in a RayTaskError whose text is the whole remote traceback)."""
+        try:
+            return await self._gw.call("strategy", method, ref)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, LogicError | NotOpen):
+                raise exc.cause from None
+            raise
+
+    async def _step(self, live: _Live, inputs: list[Input], cursor: int, done: Iterable[int]) -> Stepped:
         actor = live.actor
-        stepped: Stepped = await self._gw.call("strategy", "step", actor.step.remote(inputs, cursor or 0, list(done)))
+        stepped: Stepped = await self._actor_call("step", actor.step.remote(inputs, cursor, list(done)))
         self._watch(live, stepped.watch)
         return stepped
 
@@ -318,65 +358,89 @@ class StrategyRunner:
         live.watch = watch
 
     async def _feed(self, live: _Live, cursor: int) -> None:
-        """The strategy's orders' updates, from the saved cursor on, into its inbox."""
+        """The strategy's orders' updates, from the saved cursor on, into its inbox: orders under its client-id
+        prefix on its own accounts (only it may use the prefix; the account check keeps even a stray order of
+        another user's out)."""
         prefix = order_client_id(live.strategy_id, "")
-
-        def mine(event: OrderEvent) -> bool:
-            return event.order is not None and event.order.client_order_id.startswith(prefix)
-
-        async for event in self._hub.stream(cursor, mine):
-            assert event.order is not None
-            key = event.order.client_order_id.removeprefix(prefix)
-            live.updates.append((event.sequence, OrderUpdate(key, event.order)))
-            live.wake.set()
+        accounts = frozenset(live.record.accounts)
+        async for event in self._hub.stream(cursor):
+            order = event.order
+            if order is not None and order.client_order_id.startswith(prefix) and order.account in accounts:
+                live.updates.append(OrderUpdate(order.client_order_id.removeprefix(prefix), order))
+                live.wake.set()
+            live.scanned = event.sequence
 
     async def _tick(self, live: _Live) -> Tick:
         watch = live.watch
         prices = self._gw.quotes.prices(watch.instruments) if watch.instruments else {}
         pnl: dict[Scope, Decimal] = {}
-        for scope in watch.scopes:
-            accounts = await self._scope_accounts(live, scope)
-            pnl[scope] = sum((self._gw.snapshot(a).pnl_today for a in accounts), Decimal(0))
+        if watch.scopes:
+            owner = await self._principal(live)
+            for scope in watch.scopes:
+                try:
+                    accounts = self._svc.registry.usable_scope_accounts(scope, owner)
+                except ApiError as exc:
+                    raise _CannotRun(f"its scope {scope} cannot be watched any more: {exc}") from exc
+                pnl[scope] = sum((self._gw.snapshot(a).pnl_today for a in accounts), Decimal(0))
         return Tick(self._clock(), prices, pnl)
 
-    async def _scope_accounts(self, live: _Live, scope: Scope) -> list[str]:
-        if scope.kind is ScopeKind.ACCOUNT:
-            return [scope.name] if scope.name in self._gw.accounts else []
-        if scope.kind is ScopeKind.GROUP:
-            return self._svc.registry.members(scope.name)
-        return (await self._principal(live)).visible(self._gw.accounts)
-
     async def _principal(self, live: _Live) -> Principal:
-        """The owner as they are now: a removed user's strategy stops, a changed role or account list applies."""
-        user = await self._users.get(live.record.owner)
+        """The owner as they are now: a removed user's or a non-trader's strategy fails, a changed account list
+        applies. The principal carries the strategy's id, which alone may use its reserved order ids."""
+        owner = live.record.owner
+        user = await self._users.get(owner)
         if user is None:
-            raise _OwnerGone(f"its owner {live.record.owner} no longer exists")
-        return Principal(user.name, user.role, live.quote_owner, frozenset(user.accounts))
+            raise _CannotRun(f"its owner {owner} no longer exists")
+        if not user.role.allows(Role.TRADER):
+            raise _CannotRun(f"its owner {owner} is a {user.role} now and may not trade")
+        return Principal(user.name, user.role, live.quote_owner, frozenset(user.accounts), live.strategy_id)
 
     # -- executing commands --------------------------------------------------------------------------
 
     async def _execute(self, live: _Live, pending: list[Pending]) -> tuple[list[Input], list[int], bool]:
-        """Execute in order; return the refusals to feed back, the commands done and whether it finished."""
+        """Execute in order; return the inputs to feed back (answers to refused order commands), the commands
+        done and whether the strategy is over. A SquareOff or SetTradingState that fails ends the strategy as
+        FAILED at once: what follows it (a Finish saying it was done) would be a lie."""
         owner = await self._principal(live)
-        refusals: list[Input] = []
+        answers: list[Input] = []
         done: list[int] = []
-        for item in pending:
+        for n, item in enumerate(pending):
             command = item.command
+            if isinstance(command, Finish):
+                await self._store.set_status(
+                    live.strategy_id, command.status, command.message, command.status.value.lower()
+                )
+                done.append(item.command_id)
+                return answers, done, True
             try:
-                if isinstance(command, Finish):
-                    await self._store.set_status(
-                        live.strategy_id, command.status, command.message, command.status.value.lower()
-                    )
-                    done.append(item.command_id)
-                    return refusals, done, True
                 await self._one(live, item, owner)
             except ApiError as exc:
-                refused = _refusal(command, exc)
-                if refused is not None:
-                    refusals.append(refused)
-                await self._store.add_event(live.strategy_id, "refused", f"{_describe(command)}: {exc}")
+                if isinstance(command, SquareOff | SetTradingState):
+                    await self._fail(live, f"{_describe(command)} failed: {exc}")
+                    done.extend(p.command_id for p in pending[n:])
+                    return answers, done, True
+                answers.extend(await self._answers(live, command, exc))
             done.append(item.command_id)
-        return refusals, done, False
+        return answers, done, False
+
+    async def _answers(self, live: _Live, command: Command, exc: ApiError) -> list[Input]:
+        """What to feed back after an order command was refused: the order's latest state first (a resize refused
+        because the order just filled must be judged knowing the fill), then the Refused. A replayed Place whose
+        order exists after all (placed before a crash, refused now for another reason) is no refusal at all."""
+        sid = live.strategy_id
+        found = None
+        if isinstance(command, Place):
+            found = await self._gw.store.get_by_client_id(order_client_id(sid, command.key))
+            if found is not None:
+                await self._store.add_order(sid, command.key, found.order_id)
+                return [OrderUpdate(command.key, found)]
+        elif isinstance(command, Cancel | Modify):
+            order_id = (await self._store.orders(sid)).get(command.key)
+            found = await self._gw.store.get(order_id) if order_id else None
+        await self._store.add_event(sid, "refused", f"{_describe(command)}: {exc}")
+        refused = _refusal(command, exc)
+        answers: list[Input] = [OrderUpdate(refused.key, found)] if refused and found else []
+        return answers + ([refused] if refused else [])
 
     async def _one(self, live: _Live, item: Pending, owner: Principal) -> None:
         sid = live.strategy_id
@@ -402,17 +466,28 @@ class StrategyRunner:
                 change = ModifyRequest(quantity=quantity, price=price, trigger_price=trigger_price)
                 await self._svc.orders.modify(await self._order_id(sid, key), change, owner)
             case SquareOff(scope, reason):
-                accounts = self._svc.operations.scope_accounts(scope, owner)
+                accounts = self._svc.registry.usable_scope_accounts(scope, owner)
                 exited = await self._svc.operations.exit_positions(
                     accounts, None, None, False, order_client_id(sid, f"sq{item.command_id}"), owner,
                     cancel_open_orders=True,
                 )  # fmt: skip
-                cancelled = len(exited.cancelled.cancelled) if exited.cancelled else 0
+                cancel = exited.cancelled
+                failed = [
+                    f"exit on {leg.account}: {leg.error}" for leg in exited.legs if leg.outcome is LegOutcome.FAILED
+                ]
+                failed += [
+                    f"cancelling {f.order_id} on {f.account}: {f.error}" for f in (cancel.failed if cancel else ())
+                ]
+                cancelled = len(cancel.cancelled) if cancel else 0
                 message = f"squared off {scope} ({reason}): {cancelled} order(s) cancelled, {len(exited.legs)} exit(s)"
-                await self._store.add_event(sid, "squared_off", message)
+                await self._store.add_event(
+                    sid, "squared_off", message + (f"; failed: {'; '.join(failed)}" if failed else "")
+                )
+                if failed:
+                    raise FailedPrecondition(f"{len(failed)} part(s) failed: {'; '.join(failed)}")
             case SetTradingState(scope, state, reason):
                 self._svc.states.authorize(scope, state, owner, self._svc.registry)
-                await self._svc.states.set(scope, state, reason, by=live.quote_owner)
+                await self._svc.states.set(scope, state, reason, owner, by=live.quote_owner)
                 await self._store.add_event(sid, "trading_state", f"{scope} set to {state}: {reason}")
             case Note(kind, message, key):
                 order_id = (await self._store.orders(sid)).get(key, "") if key else ""

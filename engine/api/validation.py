@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from engine.api.convert import order_type_from_proto, product_from_proto, side_from_proto
 from engine.brokers.base import ModifyRequest
 from engine.domain import Instrument, InstrumentId, OrderRequest, OrderType
+from engine.domain.ids import strategy_of
 from engine.errors import InvalidArgument
 from trademaster.v1 import orders_pb2
 
@@ -29,11 +30,19 @@ def text(field: str, value: str, *, required: bool = False, limit: int = _MAX_TE
     return value
 
 
-def client_id(field: str, value: str) -> str:
-    """An idempotency key: 1-64 of letters, digits, '_' and '-' (brokers and logs carry it as is)."""
+def client_id(field: str, value: str, *, strategy: str = "") -> str:
+    """An idempotency key: 1-64 of letters, digits, '_' and '-' (brokers and logs carry it as is).
+
+    Ids starting "<strategy id>-" are reserved: the runner feeds a strategy every order under its prefix, and
+    trading states count them as one family, so only that strategy (`strategy`, set when it is the one placing)
+    may use its own prefix; nobody may use another's.
+    """
     text(field, value, required=True)
     if not _CLIENT_ID.match(value):
         raise InvalidArgument(field, "use 1-64 of letters, digits, '_' and '-'")
+    owner = strategy_of(value)
+    if owner is not None and owner != strategy:
+        raise InvalidArgument(field, f"ids starting '{owner}-' are reserved for strategies' orders")
     return value
 
 
@@ -84,9 +93,14 @@ def instrument(field: str, raw: str, lookup: Callable[[InstrumentId], Instrument
 
 
 def place_request(
-    req: orders_pb2.PlaceOrderRequest, account: str, lookup: Callable[[InstrumentId], Instrument | None]
+    req: orders_pb2.PlaceOrderRequest,
+    account: str,
+    lookup: Callable[[InstrumentId], Instrument | None],
+    *,
+    strategy: str = "",
 ) -> OrderRequest:
-    client_order_id = client_id("client_order_id", req.client_order_id)
+    """`strategy`: the strategy placing the order, if one is (see client_id)."""
+    client_order_id = client_id("client_order_id", req.client_order_id, strategy=strategy)
     found = instrument("instrument", req.instrument, lookup)
     side = side_from_proto(req.side)
     if side is None:

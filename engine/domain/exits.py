@@ -6,16 +6,15 @@ rules (opposite side, same product, never sell more delivery shares than there a
 
 from __future__ import annotations
 
-import hashlib
-from base64 import b32encode
 from collections import defaultdict
 from dataclasses import dataclass
 
 from engine.domain.accounts import AccountSnapshot
+from engine.domain.ids import SHORT_CODE_LENGTH, short_code
 from engine.domain.instruments import InstrumentId
 from engine.domain.types import Product, Side
 
-KEY_LENGTH = 8  # characters of ExitOrder.key
+ID_SUFFIX_LENGTH = 2 * SHORT_CODE_LENGTH + 2  # what exit_client_id adds to the exit's own id
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +30,16 @@ class ExitOrder:
     def key(self) -> str:
         """A short code for the (instrument, product), stable across calls: the exit's client order id ends
         with it, so retrying an exit finds the orders the first attempt placed instead of placing more."""
-        digest = hashlib.blake2b(f"{self.instrument}/{self.product}".encode(), digest_size=5).digest()
-        return b32encode(digest).decode().lower()
+        return short_code(f"{self.instrument}/{self.product}")
 
     def describe(self) -> str:
         return f"{self.side} {self.quantity} {self.instrument} {self.product}"
+
+
+def exit_client_id(exit_id: str, account: str, order: ExitOrder) -> str:
+    """The client order id of one exit order: "<exit id>-<account code>-<key>", ID_SUFFIX_LENGTH characters
+    longer than the exit's id whatever the account's id (engine.domain.ids.short_code) and the same on a retry."""
+    return f"{exit_id}-{short_code(account)}-{order.key}"
 
 
 def exit_orders(

@@ -3,7 +3,7 @@
 from engine.marketdata.limits import QuoteLimits, quote_limits
 from engine.marketdata.planner import Planner, QuoteRequest, QuoteSource
 from engine.marketdata.poller import Fetch, MarketDataPoller
-from engine.marketdata.store import QuoteStore
+from engine.marketdata.store import QuoteStore, same_prices, stale_after
 from engine.marketdata.subscriptions import Subscriptions
 
 __all__ = [
@@ -16,4 +16,6 @@ __all__ = [
     "QuoteStore",
     "Subscriptions",
     "quote_limits",
+    "same_prices",
+    "stale_after",
 ]

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from engine.brokers.base import Quote
 from engine.domain import InstrumentId
 from engine.marketdata.planner import Planner, QuoteRequest, QuoteSource
-from engine.marketdata.store import QuoteStore
+from engine.marketdata.store import QuoteStore, stale_after
 from engine.marketdata.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class MarketDataPoller:
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.subscriptions = Subscriptions()
-        self.store = QuoteStore()
+        self.store = QuoteStore(confirm_every=stale_after(poll_interval) / 3)
         self._planner = Planner(sources, clock, backoff_seconds)
         self._fetch = fetch
         self._interval = poll_interval

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from engine.brokers.base import BrokerPosition, Holding
 from engine.domain import InstrumentId, Product, Side
+from engine.domain.ids import strategy_of
 from engine.risk.violation import RiskViolation
 
 
@@ -109,6 +110,26 @@ def reduces_exposure(side: Side, quantity: int, position: int, working: int = 0)
     if quantity <= 0 or position == 0 or side.sign * position > 0:
         return False
     return quantity + working <= abs(position)
+
+
+def committed(working: Mapping[str, int]) -> int:
+    """Units that may still fill on one side of a position, from the orders working there (client order id ->
+    unfilled units): what REDUCING compares with the position.
+
+    A routed order's legs ("<client id>/<n>") are one order and add up. A strategy's orders are one OCO family
+    (a bracket's stop and target: when one fills the other is cancelled), so a family counts its largest order,
+    not the sum; any other order is its own family.
+    """
+    orders: dict[str, int] = {}
+    for client_order_id, quantity in working.items():
+        order = client_order_id.partition("/")[0]
+        orders[order] = orders.get(order, 0) + quantity
+    families: dict[tuple[str, str], int] = {}
+    for order, quantity in orders.items():
+        strategy = strategy_of(order)
+        family = ("strategy", strategy) if strategy else ("order", order)
+        families[family] = max(families.get(family, 0), quantity)
+    return sum(families.values())
 
 
 def refusal(

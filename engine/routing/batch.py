@@ -12,6 +12,7 @@ from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
 
 from engine.domain import Order
+from engine.domain.ids import short_code
 
 
 class LegOutcome(StrEnum):
@@ -40,6 +41,12 @@ class LegResult:
     order: Order | None = None
     error: str = ""  # why FAILED or SKIPPED
     error_code: str = ""  # a FAILED leg's gRPC status name, e.g. FAILED_PRECONDITION
+
+
+def batch_client_id(batch_id: str, account: str) -> str:
+    """One account's leg of a batch: "<batch id>-<account code>" (engine.domain.ids.short_code), valid whatever
+    characters the account id has, and the same on a retry of the batch so no leg is placed twice."""
+    return f"{batch_id}-{short_code(account)}"
 
 
 def scaled_quantity(base: int, multiplier: Decimal, lot_size: int) -> int:

@@ -27,6 +27,8 @@ class Hold:
     quantity: int = 0  # signed units it adds to the position if it fills
     price: Decimal = Decimal(0)  # what values those units: its limit price, else the last price when sent
     settled_at: datetime | None = None  # when the broker acknowledged it; None while in flight
+    client_order_id: str = ""  # the order it claims for, and its product: what a trading state counts
+    product: Product | None = None
 
 
 def claim(request: OrderRequest, price: Decimal) -> Hold:
@@ -35,7 +37,11 @@ def claim(request: OrderRequest, price: Decimal) -> Hold:
     delivery_sell = request.product is Product.CNC and request.side is Side.SELL
     funds = Decimal(0) if delivery_sell else request.quantity * margin_per_unit(request.product, price)
     shares = request.quantity if delivery_sell else 0
-    return Hold(request.account, request.instrument, funds, shares, request.side.sign * request.quantity, price)
+    quantity = request.side.sign * request.quantity
+    return Hold(
+        request.account, request.instrument, funds, shares, quantity, price,
+        client_order_id=request.client_order_id, product=request.product,
+    )  # fmt: skip
 
 
 class Reservations:

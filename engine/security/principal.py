@@ -16,6 +16,8 @@ class Principal:
     token_id: str
     accounts: frozenset[str]
     """Accounts the user owns. Admins see and trade every account whatever this holds."""
+    strategy: str = ""
+    """The strategy acting in the user's name, when one is: only it may use its reserved order ids."""
 
     @property
     def label(self) -> str:
@@ -33,4 +35,3 @@ class Principal:
     def visible(self, accounts: Iterable[str]) -> list[str]:
         """The given accounts this caller may see, in the given order."""
         return [a for a in accounts if self.may_use(a)]
-

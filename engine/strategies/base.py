@@ -9,7 +9,7 @@ command twice (after a crash) places nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -147,6 +147,12 @@ class Strategy(Protocol):
     def start(self, now: datetime) -> list[Command]: ...
 
     def on(self, event: Input) -> list[Command]: ...
+
+    def step(self, inputs: Sequence[Input]) -> list[Command]:
+        """Inputs that arrived together, in order; the commands answer all of them. A strategy may weigh them
+        together before acting: a command decided from the first input alone could be wrong after the next,
+        and once handed out it cannot be taken back."""
+        ...
 
     def dump(self) -> dict[str, Any]: ...
 

@@ -1,6 +1,7 @@
 """A bracket: an entry, then a stop-loss (SL-M) and a target (LIMIT) kept as an OCO pair sized to the position.
 
-Every input ends in one reconciliation that compares what is wanted with what the orders are:
+Every step (the inputs that arrived together) is taken in whole, then ends in one reconciliation that
+compares what is wanted with what the orders are, so no order command is decided from part of what happened:
 - the open position is what the entry filled less what the stop-loss and target orders filled;
 - while it is positive, each side has one working order whose unfilled part equals it (placed on the
   first entry fill, then Modified in quantity as more fills come, or as the other side fills), so the
@@ -12,11 +13,14 @@ Every input ends in one reconciliation that compares what is wanted with what th
 Levels are set from the entry's average price (stop = avg ∓ stop_loss, target = avg ± target, rounded
 to the nearest tick of `params.tick_size`) and move with it as more of the entry fills; a trail then
 only tightens the stop. A protective order that is refused, rejected or cancelled by someone else while
-there is a position finishes the bracket as FAILED: an unprotected position must be loud.
+there is a position finishes the bracket as FAILED: an unprotected position must be loud. Failing cancels
+the rest of the entry, and, when nothing is open (or more than was open was closed), every exit order still
+working; with a position open, the protective order still working stays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -79,19 +83,34 @@ class BracketStrategy(StateStrategy[BracketParams, BracketState]):
         text = f"attempt {s.attempt}: {spec.side} {spec.quantity} {spec.instrument} {spec.order_type}"
         return [place, Note("entry_placed", text, place.key)]
 
-    def _on(self, event: Input) -> list[Command]:
+    def _step(self, inputs: Sequence[Input]) -> list[Command]:
+        """Take in every input, then reconcile once: an entry fill and a target fill arriving together must
+        give the stop one resize to what is still open, not a resize to the entry's fill that, awaited, could
+        not be corrected before it is sent."""
+        commands: list[Command] = []
+        changed = False
+        for event in inputs:
+            taken, moved = self._take(event)
+            commands += taken
+            if any(isinstance(command, Finish) for command in taken):
+                return commands
+            changed = changed or moved
+        return commands + self._reconcile() if changed else commands
+
+    def _take(self, event: Input) -> tuple[list[Command], bool]:
+        """Take in one input: the commands it needs at once, and whether orders must be reconciled after it."""
         if self.state.cooldown.waiting:  # the attempt is over; only the clock matters until the next one
             seconds = self.params.reentry.cooldown_seconds if self.params.reentry else 0
             ready = isinstance(event, Tick) and self.state.cooldown.ready(event.now, seconds)
-            return self._enter() if ready else []
+            return (self._enter() if ready else []), False
         if isinstance(event, Tick):
-            return self._on_tick(event)
+            return [], self._on_tick(event)
         order = self._find(event.key)
         if order is None:
-            return []
+            return [], False
         if isinstance(event, Refused):
-            return self._on_refused(order, event)
-        return self._on_update(order, event)
+            return self._on_refused(order, event), True
+        return self._on_update(order, event), True
 
     def _find(self, key: str) -> TrackedOrder | None:
         s = self.state
@@ -104,13 +123,14 @@ class BracketStrategy(StateStrategy[BracketParams, BracketState]):
 
     # -- inputs ---------------------------------------------------------------------------------
 
-    def _on_tick(self, tick: Tick) -> list[Command]:
+    def _on_tick(self, tick: Tick) -> bool:
+        """Trail the stop's level with the price; whether there is a level to reconcile."""
         entry, p = self.state.entry, self.params
         price = tick.prices.get(p.entry.instrument)
         if price is None or p.trail is None or entry is None or entry.filled == 0:
-            return []
+            return False
         self.state.trail.see(price, p.trail, p.tick_size, self._long)
-        return self._reconcile()
+        return True
 
     def _on_update(self, order: TrackedOrder, update: OrderUpdate) -> list[Command]:
         new_fill = order.apply(update.order)
@@ -124,7 +144,7 @@ class BracketStrategy(StateStrategy[BracketParams, BracketState]):
             self.state.last_exit = role
             text = f"{role} filled {order.filled} of {order.quantity} at {order.average_price}"
             notes.append(Note(f"{role}_filled", text, order.key))
-        return notes + self._reconcile()
+        return notes
 
     def _on_refused(self, order: TrackedOrder, refused: Refused) -> list[Command]:
         role = self._role(order)
@@ -133,15 +153,14 @@ class BracketStrategy(StateStrategy[BracketParams, BracketState]):
         if role == "entry":  # only ever placed
             order.settle()
             order.status, order.message = OrderStatus.REJECTED, f"refused: {refused.error}"
-            return self._reconcile()
-        if order.terminal:  # a modification raced the order's end; reconcile with what is known
+            return []
+        if order.terminal:  # a modification raced the order's end (whose update came first); reconcile with it
             order.settle()
-            return self._reconcile()
+            return []
         if refused.command == "modify" and order.asked_quantity is None and role == "stop":
             self.state.trail.refuse(order.asked_trigger_price, order.trigger_price)
             order.settle()
-            text = f"stop-loss stays at {order.trigger_price}: {refused.error}"
-            return [Note("trail_refused", text, order.key), *self._reconcile()]
+            return [Note("trail_refused", f"stop-loss stays at {order.trigger_price}: {refused.error}", order.key)]
         action = "placing" if refused.command == "place" else "resizing"
         return self._fail(f"{action} the {role} order {order.key} was refused: {refused.error}")
 
@@ -242,7 +261,19 @@ class BracketStrategy(StateStrategy[BracketParams, BracketState]):
         return [Note("reentry_scheduled", text)]
 
     def _fail(self, why: str) -> list[Command]:
-        open_position = max(self._open_position(), 0)
-        if open_position:
-            why += f"; a position of {open_position} may be unprotected"
-        return [Note("failed", why), Finish(StrategyStatus.FAILED, why)]
+        """Finish as FAILED, leaving nothing working unmanaged that could add to the position: the rest of the
+        entry is cancelled, and so is every exit order when nothing is open. With a position open, the exit
+        orders still working stay: some protection is better than none."""
+        s = self.state
+        open_position = self._open_position()
+        doomed = [s.entry] if s.entry is not None else []
+        if open_position <= 0:
+            doomed += [*s.stops, *s.targets]
+        else:
+            why += f"; a position of {open_position} may be unprotected (protection still working stays)"
+        cancels: list[Command] = []
+        for order in doomed:
+            if order.live and not order.cancel_requested:
+                order.cancel_requested = True
+                cancels.append(Cancel(order.key))
+        return [*cancels, Note("failed", why), Finish(StrategyStatus.FAILED, why)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -38,7 +39,10 @@ class StateStrategy(Generic[P, S]):
         return self._guarded(lambda: self._start(now))
 
     def on(self, event: Input) -> list[Command]:
-        return self._guarded(lambda: self._on(event))
+        return self.step([event])
+
+    def step(self, inputs: Sequence[Input]) -> list[Command]:
+        return self._guarded(lambda: self._step(inputs))
 
     def dump(self) -> dict[str, Any]:
         return self.state.model_dump(mode="json")
@@ -57,6 +61,15 @@ class StateStrategy(Generic[P, S]):
 
     def _start(self, now: datetime) -> list[Command]:
         return []
+
+    def _step(self, inputs: Sequence[Input]) -> list[Command]:
+        """By default each input on its own, in order, until one finishes the strategy."""
+        commands: list[Command] = []
+        for event in inputs:
+            commands += self._on(event)
+            if any(isinstance(command, Finish) for command in commands):
+                break
+        return commands
 
     def _on(self, event: Input) -> list[Command]:
         raise NotImplementedError

@@ -2,7 +2,8 @@
 
 Twenty paper accounts b01..b20, all in group `fleet`. b13's limits allow one unit per order, so a batch leg
 there fails. b01..b03 (group `exits`) trade INFY in several products for the exit test; b03 holds INFY.
-b04 and b05 are group `halt` for the kill switch. Each test places what it needs on its own accounts.
+b04 and b05 are group `halt` for the kill switch. DOTTED has an id no client order id could contain. Each test
+places what it needs on its own accounts.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import grpc
 import pytest
 
 from clients.python import Client
+from engine.domain.ids import short_code
+from engine.routing.batch import batch_client_id
 from tests.integration.daemon import ROOT, Daemon, wait_for
 from trademaster.v1 import accounts_pb2, common_pb2, operations_pb2, orders_pb2, portfolio_pb2, security_pb2
 
 ACCOUNTS = [f"b{i:02d}" for i in range(1, 21)]
+DOTTED = "zerodha.main-with-the-longest-id-allowed"  # 40 characters, one of them '.'
 MULTIPLIERS = {"b06": "2", "b07": "1.5", "b08": "0.5"}
 GROUPS = {"b01": ["exits"], "b02": ["exits"], "b03": ["exits"], "b04": ["halt"], "b05": ["halt"]}
 REFUSING = "b13"
@@ -62,7 +66,7 @@ depth_per_second = 100000
 api_requests_per_second = 1000
 api_burst = 1000
 """
-        + "".join(_account(a) for a in ACCOUNTS)
+        + "".join(_account(a) for a in [*ACCOUNTS, DOTTED])
     )
     d.start()
     with d.client() as client:
@@ -150,7 +154,8 @@ def test_batch_to_twenty_accounts_reports_every_leg(daemon: Daemon) -> None:
     for leg in reply.legs:
         if leg.account != REFUSING:
             assert leg.outcome == OP.LEG_OUTCOME_PLACED and leg.quantity == 2
-            assert leg.order.client_order_id == f"fleet-1-{leg.account}" and leg.order.account == leg.account
+            assert leg.order.client_order_id == batch_client_id("fleet-1", leg.account)
+            assert leg.order.account == leg.account
     # A retry sends nothing new: the placed legs come back as duplicates, the refused one is still refused.
     assert {leg.outcome for leg in again.legs if leg.account != REFUSING} == {OP.LEG_OUTCOME_DUPLICATE}
     assert {leg.order.order_id for leg in again.legs if leg.account != REFUSING} == {
@@ -195,7 +200,7 @@ def test_batch_validation_names_the_field_and_a_foreign_account_refuses_everythi
             "quantities: b01": _batch("v5", NIFTY, quantities={"b01": 10}, product=C.PRODUCT_NRML),  # not a lot
             "group": _batch("v6", base_quantity=1, group="nosuch"),
             "instrument": _batch("v7", "NSE:NOSUCH", base_quantity=1),
-            "client_batch_id": _batch("x" * 62, quantities={"b01": 1}),  # "-b01" makes it too long
+            "client_batch_id": _batch("x" * 56, quantities={"b01": 1}),  # "-<account code>" makes it too long
         }
         for field, request in cases.items():
             refused = _error(lambda request=request: client.operations.BatchOrder(request, timeout=30))
@@ -210,7 +215,8 @@ def test_batch_validation_names_the_field_and_a_foreign_account_refuses_everythi
         refused = _error(lambda: tess.operations.BatchOrder(_batch("mine", base_quantity=1, group="fleet")))
         assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
     with daemon.client() as client:  # nothing was sent, not even to tess's own account
-        missing = _error(lambda: client.orders.GetOrder(orders_pb2.GetOrderRequest(client_order_id="mine-b20")))
+        leg_id = batch_client_id("mine", "b20")
+        missing = _error(lambda: client.orders.GetOrder(orders_pb2.GetOrderRequest(client_order_id=leg_id)))
     assert missing.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -246,7 +252,7 @@ def test_exit_by_symbol_across_products_ends_flat(daemon: Daemon) -> None:
             ("b03", C.PRODUCT_CNC, sell, 20),
         }  # fmt: skip
         assert all(leg.outcome == OP.LEG_OUTCOME_PLACED for leg in reply.legs), reply
-        assert all(leg.order.client_order_id.startswith(f"out-1-{leg.account}-") for leg in reply.legs)
+        assert all(leg.order.client_order_id.startswith(f"out-1-{short_code(leg.account)}-") for leg in reply.legs)
         flat = {("b03", C.PRODUCT_CNC): -20}  # the holding sold: a delivery sale, not a short
         wait_for(lambda: _positions(client, exits, "NSE:INFY") == flat, timeout=30)
         assert _positions(client, ["b01"], "NSE:SBIN") == sbin
@@ -319,7 +325,10 @@ def test_kill_with_flatten_closes_the_positions_then_halts(daemon: Daemon) -> No
         client.orders.PlaceOrder(_order("flat-long", "b18", C.SIDE_BUY, 7, C.PRODUCT_MIS), timeout=30)
         client.operations.BatchOrder(_resting("flat-rest", ["b18"]), timeout=60)
         wait_for(lambda: _positions(client, ["b18"], "NSE:INFY") == {("b18", C.PRODUCT_MIS): 7}, timeout=30)
-        killed = client.operations.Kill(OP.KillRequest(scope=scope, flatten=True), timeout=60)
+        missing_id = _error(lambda: client.operations.Kill(OP.KillRequest(scope=scope, flatten=True), timeout=60))
+        assert missing_id.details().startswith("client_kill_id"), missing_id.details()
+        kill = OP.KillRequest(scope=scope, flatten=True, client_kill_id="k-b18")
+        killed = client.operations.Kill(kill, timeout=60)
         assert killed.state.state == C.TRADING_STATE_HALTED and killed.state.reason == "kill switch"
         assert [o.account for o in killed.cancelled.cancelled] == ["b18"]
         sent = {(leg.order.instrument, leg.order.side, leg.quantity) for leg in killed.exits.legs}
@@ -328,6 +337,46 @@ def test_kill_with_flatten_closes_the_positions_then_halts(daemon: Daemon) -> No
         wait_for(lambda: not _positions(client, ["b18"], "NSE:INFY"), timeout=30)
         refused = _error(lambda: client.orders.PlaceOrder(_limit("after-flatten", "b18")))
         assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION and "account b18" in refused.details()
+
+        # The same position again, a new one in another product, and an admin's halt; then the kill is retried.
+        client.operations.SetTradingState(OP.SetTradingStateRequest(scope=scope, state=C.TRADING_STATE_ACTIVE))
+        client.orders.PlaceOrder(_order("flat-long-2", "b18", C.SIDE_BUY, 7, C.PRODUCT_MIS), timeout=30)
+        client.orders.PlaceOrder(_order("flat-cnc", "b18", C.SIDE_BUY, 2, C.PRODUCT_CNC), timeout=30)
+        held = {("b18", C.PRODUCT_MIS): 7, ("b18", C.PRODUCT_CNC): 2}
+        wait_for(lambda: _positions(client, ["b18"], "NSE:INFY") == held, timeout=30)
+        halt = OP.SetTradingStateRequest(scope=scope, state=C.TRADING_STATE_HALTED, reason="admin")
+        client.operations.SetTradingState(halt, timeout=30)
+        retried = client.operations.Kill(kill, timeout=60)
+    outcomes = {leg.order.product or leg.error: leg.outcome for leg in retried.exits.legs}
+    # the MIS exit has the first attempt's id: nothing sent twice; HALTED was never lowered to REDUCING, so the
+    # new CNC exit is refused rather than placed
+    assert outcomes[C.PRODUCT_MIS] == OP.LEG_OUTCOME_DUPLICATE, retried.exits
+    cnc = next(leg for leg in retried.exits.legs if leg.outcome == OP.LEG_OUTCOME_FAILED)
+    assert "HALTED" in cnc.error and "CNC" in cnc.error, cnc.error
+    assert retried.state.state == C.TRADING_STATE_HALTED
+
+
+def test_an_account_id_with_a_dot_takes_batch_exit_and_kill(daemon: Daemon) -> None:
+    mine = {(DOTTED, C.PRODUCT_MIS): 3}
+    with daemon.client() as client:
+        batch = client.operations.BatchOrder(_batch("dot-1", "NSE:INFY", quantities={DOTTED: 3}), timeout=60)
+        assert [leg.outcome for leg in batch.legs] == [OP.LEG_OUTCOME_PLACED], batch
+        assert batch.legs[0].order.client_order_id == batch_client_id("dot-1", DOTTED)
+        wait_for(lambda: _positions(client, [DOTTED], "NSE:INFY") == mine, timeout=30)
+        out = OP.ExitPositionsRequest(client_exit_id="dot-x", accounts=[DOTTED])
+        exited = client.operations.ExitPositions(out, timeout=60)
+        assert [leg.outcome for leg in exited.legs] == [OP.LEG_OUTCOME_PLACED], exited
+        wait_for(lambda: not _positions(client, [DOTTED], "NSE:INFY"), timeout=30)
+        client.operations.BatchOrder(_batch("dot-2", "NSE:INFY", quantities={DOTTED: 3}), timeout=60)
+        wait_for(lambda: _positions(client, [DOTTED], "NSE:INFY") == mine, timeout=30)
+        scope = C.Scope(kind=C.SCOPE_KIND_ACCOUNT, name=DOTTED)
+        kill = OP.KillRequest(scope=scope, flatten=True, client_kill_id="k" * 41)  # the longest id that fits
+        killed = client.operations.Kill(kill, timeout=60)
+        assert [leg.outcome for leg in killed.exits.legs] == [OP.LEG_OUTCOME_PLACED], killed.exits
+        wait_for(lambda: not _positions(client, [DOTTED], "NSE:INFY"), timeout=30)
+        kill.client_kill_id = "k" * 42
+        too_long = _error(lambda: client.operations.Kill(kill, timeout=60))
+    assert too_long.details().startswith("client_kill_id"), too_long.details()
 
 
 def test_cli_batch_exit_cancel_all_and_kill(daemon: Daemon) -> None:
@@ -347,5 +396,5 @@ def test_cli_batch_exit_cancel_all_and_kill(daemon: Daemon) -> None:
     assert cancel.returncode == 0 and "Cancelled: 1 order(s)" in cancel.stdout, cancel.stdout
     exit_ = cli("exit", "NSE:TCS", "--account", "b19")
     assert exit_.returncode == 0 and "SKIPPED" in exit_.stdout and "nothing to exit" in exit_.stdout
-    killed = cli("kill", "--account", "b19", "--reason", "cli test", "--yes")
+    killed = cli("kill", "--account", "b19", "--flatten", "--reason", "cli test", "--yes")  # a random --id
     assert killed.returncode == 0 and "account b19: HALTED" in killed.stdout, killed.stdout + killed.stderr

@@ -121,6 +121,7 @@ BAD_REQUESTS = [
     ({"client_order_id": ""}, grpc.StatusCode.INVALID_ARGUMENT, "client_order_id"),
     ({"client_order_id": "x" * 65}, grpc.StatusCode.INVALID_ARGUMENT, "client_order_id"),
     ({"client_order_id": "has space"}, grpc.StatusCode.INVALID_ARGUMENT, "client_order_id"),
+    ({"client_order_id": "SAGQ73BFWEJDBZSAL-stop-1-1"}, grpc.StatusCode.INVALID_ARGUMENT, "reserved for strategies"),
     ({"account": "nobody"}, grpc.StatusCode.INVALID_ARGUMENT, "account"),
     ({"account": "a" * 200}, grpc.StatusCode.INVALID_ARGUMENT, "account"),
     ({"instrument": "NSE:NOSUCH"}, grpc.StatusCode.INVALID_ARGUMENT, "instrument"),

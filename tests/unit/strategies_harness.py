@@ -44,10 +44,25 @@ class Harness:
         return self._execute(self.strategy.start(self.now))
 
     def feed(self, event: Input) -> list[Command]:
+        return self.feed_step([event])
+
+    def feed_step(self, events: list[Input]) -> list[Command]:
+        """Inputs arriving together, as the runner batches them into one step."""
         if self.roundtrip:
             state = json.dumps(self.strategy.dump())
             self.strategy = restore(self.kind, self.params_json, state)
-        return self._execute(self.strategy.on(event))
+        return self._execute(self.strategy.step(events))
+
+    def filled(self, key: str, quantity: int, price: Decimal | str) -> OrderUpdate:
+        """The update a fill would bring, recorded in the book but not fed (see feed_step)."""
+        order = self.orders[key]
+        filled = order.filled_quantity + quantity
+        notional = (order.average_price or Decimal(0)) * order.filled_quantity + Decimal(price) * quantity
+        status = OrderStatus.FILLED if filled == order.quantity else OrderStatus.PARTIALLY_FILLED
+        self.orders[key] = replace(
+            order, status=status, filled_quantity=filled, average_price=notional / filled, updated_at=self.now
+        )
+        return OrderUpdate(key, self.orders[key])
 
     def tick(
         self, price: Decimal | str | None = None, *, now: datetime | None = None, pnl: dict[Scope, Any] | None = None
@@ -57,11 +72,7 @@ class Harness:
         return self.feed(Tick(self.now, prices, {k: Decimal(v) for k, v in (pnl or {}).items()}))
 
     def fill(self, key: str, quantity: int, price: Decimal | str) -> list[Command]:
-        order = self.orders[key]
-        filled = order.filled_quantity + quantity
-        notional = (order.average_price or Decimal(0)) * order.filled_quantity + Decimal(price) * quantity
-        status = OrderStatus.FILLED if filled == order.quantity else OrderStatus.PARTIALLY_FILLED
-        return self._update(key, status=status, filled_quantity=filled, average_price=notional / filled)
+        return self.feed(self.filled(key, quantity, price))
 
     def end(self, key: str, status: OrderStatus, message: str = "") -> list[Command]:
         """The exchange (or someone else) ends the order."""

@@ -6,11 +6,13 @@ from decimal import Decimal
 
 import pytest
 
+from engine.api import validation
 from engine.brokers.base import BrokerPosition, Holding
 from engine.domain import InstrumentId, Product, Side
 from engine.domain.accounts import AccountSnapshot, AccountStatus
-from engine.domain.exits import KEY_LENGTH, ExitOrder, exit_orders
-from engine.routing.batch import LegSize, explicit_sizes, scaled_quantity, scaled_sizes
+from engine.domain.exits import ID_SUFFIX_LENGTH, ExitOrder, exit_client_id, exit_orders
+from engine.domain.ids import SHORT_CODE_LENGTH
+from engine.routing.batch import LegSize, batch_client_id, explicit_sizes, scaled_quantity, scaled_sizes
 
 INFY = InstrumentId.parse("NSE:INFY")
 SBIN = InstrumentId.parse("NSE:SBIN")
@@ -91,4 +93,19 @@ def test_the_exit_key_is_stable_and_tells_instrument_and_product_apart() -> None
     keys = {ExitOrder(i, p, Side.SELL, 1).key for i in (INFY, SBIN, NIFTY) for p in Product}
     assert len(keys) == 9
     assert ExitOrder(INFY, Product.MIS, Side.SELL, 1).key == ExitOrder(INFY, Product.MIS, Side.BUY, 7).key
-    assert all(len(k) == KEY_LENGTH and k.isalnum() for k in keys)
+    assert all(len(k) == SHORT_CODE_LENGTH and k.isalnum() for k in keys)
+
+
+DOTTED = "zerodha.main"  # account ids may hold '.', client ids may not
+LONGEST = "a" * 40
+
+
+def test_batch_and_exit_ids_carry_an_account_code_valid_for_any_account_id() -> None:
+    order = ExitOrder(INFY, Product.MIS, Side.SELL, 1)
+    for account in (DOTTED, LONGEST, "b01"):
+        validation.client_id("client_order_id", batch_client_id("x" * 55, account))
+        validation.client_id("client_order_id", exit_client_id("x" * (64 - ID_SUFFIX_LENGTH), account, order))
+    assert batch_client_id("b1", DOTTED) == batch_client_id("b1", DOTTED)  # a retry finds the first attempt's legs
+    assert exit_client_id("x1", DOTTED, order) == exit_client_id("x1", DOTTED, order)
+    assert len({batch_client_id("b1", a) for a in (DOTTED, LONGEST, "b01", "zerodha-main")}) == 4
+    assert DOTTED not in batch_client_id("b1", DOTTED)

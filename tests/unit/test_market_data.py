@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
+from engine.api.quotes import QuoteBook
 from engine.brokers.base import Quote
 from engine.domain import InstrumentId
-from engine.marketdata import MarketDataPoller, Planner, QuoteSource, QuoteStore, Subscriptions
+from engine.marketdata import MarketDataPoller, Planner, QuoteSource, QuoteStore, Subscriptions, stale_after
+from engine.marketdata.store import STALE_FLOOR_SECONDS
 
 INFY, TCS = InstrumentId.parse("NSE:INFY"), InstrumentId.parse("NSE:TCS")
 T0 = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
@@ -194,3 +197,26 @@ async def test_a_failing_account_rests_while_another_serves() -> None:
         assert [a for a, _ in brokers.calls].count("u1") == 1  # asked once, then left to rest
     finally:
         task.cancel()
+
+
+def test_an_unchanged_quote_is_published_again_once_its_confirmation_is_old() -> None:
+    """A quiet instrument's quote is confirmed (new version, new time) every `confirm_every` seconds, so the
+    gateway can drop quotes from a feed that stopped answering; a change is still the only thing put returns."""
+    store = QuoteStore(confirm_every=2)
+    first = quote(INFY, "100")
+    store.put([first])
+    assert store.put([replace(first, at=first.at + timedelta(seconds=1))]) == [] and store.version == 1
+    later = replace(first, at=first.at + timedelta(seconds=2))
+    assert store.put([later]) == [] and store.version == 2
+    assert store.since(1) == [later]
+
+
+async def test_prices_leave_out_quotes_not_confirmed_lately() -> None:
+    """Ticks (QuoteBook.prices) must not carry a price the feed stopped confirming; `latest` still shows it."""
+    now = EXCHANGE_TIME + timedelta(seconds=30)
+    book = QuoteBook(actor=None, call=None, quote_timeout=1, max_age=stale_after(1), clock=lambda: now)  # type: ignore[arg-type]
+    fresh = replace(quote(TCS, "200"), at=now - timedelta(seconds=2))
+    book._take([quote(INFY, "100"), fresh])
+    assert book.prices([INFY, TCS]) == {TCS: Decimal("200")}
+    assert book.latest(INFY) is not None
+    assert stale_after(1) == STALE_FLOOR_SECONDS and stale_after(10) == 30

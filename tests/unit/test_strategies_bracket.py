@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from engine.domain import OrderStatus, OrderType, Side
-from engine.strategies.base import Cancel, Finish, Modify, OrderUpdate, Place, StrategyStatus
+from engine.strategies.base import Cancel, Finish, Modify, OrderUpdate, Place, Refused, StrategyStatus
 from engine.strategies.params import BracketParams
 from tests.unit.strategies_harness import INFY, T0, Harness, actions, notes
 
@@ -273,3 +273,52 @@ def test_restored_runs_give_the_same_commands_as_one_live_run() -> None:
         logs.append(h.log)
     assert logs[0] == logs[1]
     assert any(isinstance(c, Finish) for c in logs[0])
+
+
+def test_fills_arriving_together_give_one_resize_to_what_is_still_open(roundtrip: bool) -> None:
+    """An entry fill and a target fill in one step: judged one by one, the first would resize the stop to the
+    whole entry and, that resize awaited, the second could not take it back: the stop would over-close."""
+    h = started(bracket(), roundtrip)
+    h.fill("entry-1", 5, "100")  # stop-1-1 and target-1-1 for 5
+    out = h.feed_step([h.filled("entry-1", 5, "100"), h.filled("target-1-1", 5, "110")])
+    modifies = [c for c in out if isinstance(c, Modify)]
+    assert [m.key for m in modifies].count("stop-1-1") <= 1
+    assert h.orders["stop-1-1"].quantity == 5  # the 5 still open, never the entry's 10
+    assert [c.spec.quantity for c in out if isinstance(c, Place) and c.key == "target-1-2"] == [5]
+
+
+def test_a_refused_resize_after_the_fill_that_caused_it_does_not_fail(roundtrip: bool) -> None:
+    """The runner feeds a refused order's latest state before the Refused: a target resize refused because the
+    target has just filled is a race, not a failure."""
+    h = started(bracket(), roundtrip)
+    h.fill("entry-1", 5, "100")
+    h.hold_modifies = True
+    h.fill("entry-1", 5, "100")  # asks both legs to 10, answers held back
+    h.orders["target-1-1"] = replace(h.orders["target-1-1"], quantity=5)  # the target's resize will be refused
+    out = h.feed_step([h.filled("target-1-1", 5, "110"), Refused("target-1-1", "modify", "order is complete")])
+    assert h.finish is None
+    assert [c.spec.quantity for c in out if isinstance(c, Place) and c.key == "target-1-2"] == [5]
+
+
+def test_a_failure_with_nothing_open_cancels_every_working_order(roundtrip: bool) -> None:
+    """Both legs filling (more closed than was open) fails the bracket; the rest of the entry and the leg still
+    working must not be left to trade unmanaged."""
+    h = started(bracket(), roundtrip)
+    h.fill("entry-1", 5, "100")
+    h.refuse[("stop-1-1", "cancel")] = "already triggered"
+    out = h.feed_step([h.filled("stop-1-1", 5, "95"), h.filled("target-1-1", 3, "110")])
+    finish = h.finish
+    assert finish is not None and finish.status is StrategyStatus.FAILED
+    cancels = [c.key for c in actions(out) if isinstance(c, Cancel)]
+    assert "entry-1" in cancels and "target-1-1" in cancels
+    assert h.status("entry-1") is OrderStatus.CANCELLED and h.status("target-1-1") is OrderStatus.CANCELLED
+
+
+def test_a_failure_with_a_position_open_cancels_the_entry_and_keeps_the_protection(roundtrip: bool) -> None:
+    h = started(bracket(), roundtrip)
+    h.refuse[("target-1-1", "place")] = "price band"
+    out = h.fill("entry-1", 5, "100")
+    finish = h.finish
+    assert finish is not None and finish.status is StrategyStatus.FAILED
+    assert Cancel("entry-1") in out and Cancel("stop-1-1") not in out
+    assert h.status("stop-1-1") is OrderStatus.OPEN

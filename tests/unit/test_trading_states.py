@@ -1,16 +1,21 @@
-"""The pure trading-state rules: the effective state of an account, and what REDUCING and HALTED still allow."""
+"""The trading-state rules: the effective state of an account, what REDUCING and HALTED still allow and what
+REDUCING counts as already working; TradingStates' permission checks; placement's count of orders in flight."""
 
 from __future__ import annotations
 
 import pickle
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from types import SimpleNamespace
 
 import pytest
 
+from engine.api.placement import Placement, Plan, Working
+from engine.api.trading import TradingStates
 from engine.brokers.base import BrokerPosition, Holding
-from engine.domain import InstrumentId, Product, Side
-from engine.errors import FailedPrecondition
+from engine.domain import InstrumentId, Order, OrderRequest, OrderStatus, OrderType, Product, Side
+from engine.domain.accounts import AccountSnapshot, AccountStatus
+from engine.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from engine.risk.states import (
     GLOBAL,
     Scope,
@@ -18,11 +23,15 @@ from engine.risk.states import (
     StateEntry,
     StateRefusal,
     TradingState,
+    committed,
     effective_state,
     open_quantity,
     reduces_exposure,
     refusal,
 )
+from engine.routing import Reservations, claim
+from engine.security.principal import Principal
+from engine.security.tokens import Role
 
 INFY = InstrumentId.parse("NSE:INFY")
 TCS = InstrumentId.parse("NSE:TCS")
@@ -154,3 +163,153 @@ def test_a_state_refusal_is_a_failed_precondition_naming_the_account() -> None:
 
 def test_state_rank_orders_the_states() -> None:
     assert ACTIVE.rank < REDUCING.rank < HALTED.rank
+
+
+# -- what REDUCING counts as already working ---------------------------------------------------------
+
+BRACKET = "SABCDEFGHIJKLMNOP"  # a strategy id: its orders are one OCO family
+
+
+class TestCommitted:
+    def test_other_orders_add_up(self) -> None:
+        assert committed({"a": 60, "b": 40}) == 100
+
+    def test_a_strategys_orders_count_their_largest(self) -> None:
+        assert committed({f"{BRACKET}-stop": 100, f"{BRACKET}-target": 100}) == 100
+        assert committed({f"{BRACKET}-stop": 100, f"{BRACKET}-target": 60, "mine": 5}) == 105
+
+    def test_two_strategies_are_two_families(self) -> None:
+        assert committed({f"{BRACKET}-stop": 100, "SQRSTUVWXYZ234567-stop": 100}) == 200
+
+    def test_a_routed_orders_legs_are_one_order(self) -> None:
+        assert committed({f"{BRACKET}-stop/1": 60, f"{BRACKET}-stop/2": 40, f"{BRACKET}-target": 100}) == 100
+        assert committed({"mine/1": 60, "mine/2": 40}) == 100
+
+    def test_a_user_id_without_the_dash_is_not_a_strategys(self) -> None:
+        assert committed({BRACKET: 100, f"{BRACKET}x": 100}) == 200
+
+
+# -- TradingStates: who may set what, under the lock -----------------------------------------------------
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.written: list[StateEntry] = []
+
+    async def set_trading_state(self, entry: StateEntry) -> None:
+        self.written.append(entry)
+
+
+class _Registry:
+    """The part of AccountRegistry trading states use: one group `family` of acc1, deletable."""
+
+    def __init__(self) -> None:
+        self.group_members = {"family": ["acc1"]}
+
+    def groups(self) -> dict[str, list[str]]:
+        return dict(self.group_members)
+
+    def groups_of(self, account: str) -> list[str]:
+        return [g for g, members in self.group_members.items() if account in members]
+
+    def scope_accounts(self, scope: Scope) -> list[str]:
+        if scope.kind is ScopeKind.GROUP:
+            if scope.name not in self.group_members:
+                raise InvalidArgument("scope.name", f"unknown account group {scope.name!r}")
+            return self.group_members[scope.name]
+        return ["acc1"] if scope.kind is ScopeKind.GLOBAL else [scope.name]
+
+
+ADMIN = Principal("root", Role.ADMIN, "t0", frozenset())
+TRADER = Principal("ana", Role.TRADER, "t1", frozenset({"acc1"}))
+
+
+def _states(store: _Store | None = None, registry: _Registry | None = None) -> TradingStates:
+    return TradingStates(store or _Store(), registry or _Registry(), None, [])  # type: ignore[arg-type]
+
+
+class TestTradingStates:
+    async def test_a_traders_lift_racing_an_admins_halt_is_refused(self) -> None:
+        states, registry = _states(), _Registry()
+        states.authorize(ACC, ACTIVE, TRADER, registry)  # passes: nothing set yet
+        await states.set(ACC, HALTED, "risk", ADMIN)  # the admin's halt lands before the trader's set
+        with pytest.raises(PermissionDenied, match="only an admin may set it to ACTIVE"):
+            await states.set(ACC, ACTIVE, "", TRADER)
+        assert states.effective("acc1")[0] is HALTED
+
+    async def test_a_trader_may_lift_their_own_state(self) -> None:
+        states = _states()
+        await states.set(ACC, HALTED, "", TRADER)
+        assert (await states.set(ACC, ACTIVE, "", TRADER)).state is ACTIVE
+
+    async def test_tighten_never_lowers_and_writes_nothing(self) -> None:
+        store = _Store()
+        states = _states(store)
+        halted = await states.set(FAMILY, HALTED, "first kill", ADMIN)
+        assert await states.set(FAMILY, REDUCING, "retry", TRADER, tighten=True) is halted
+        assert store.written == [halted]
+        assert (await states.set(ACC, REDUCING, "", TRADER, tighten=True)).state is REDUCING
+
+    async def test_a_deleted_groups_state_can_be_lifted_but_not_set(self) -> None:
+        registry = _Registry()
+        states = _states(registry=registry)
+        await states.set(FAMILY, HALTED, "", ADMIN)
+        del registry.group_members["family"]
+        with pytest.raises(InvalidArgument):
+            await states.set(FAMILY, REDUCING, "", ADMIN)
+        states.authorize(FAMILY, ACTIVE, ADMIN, registry)  # type: ignore[arg-type]
+        assert (await states.set(FAMILY, ACTIVE, "group gone", ADMIN)).state is ACTIVE
+        assert states.entries() == []
+
+    def test_a_bracket_pair_under_reducing_passes_and_two_user_orders_do_not(self) -> None:
+        states = TradingStates(_Store(), _Registry(), None, [_entry(ACC, REDUCING)])  # type: ignore[arg-type]
+        snap = AccountSnapshot("acc1", "paper", AccountStatus.ACTIVE, positions=(_position(Product.MIS, 100),))
+        target = _sell(f"{BRACKET}-target", 100)
+        states.check_order(target, snap, {f"{BRACKET}-stop": 100})
+        with pytest.raises(StateRefusal, match="100 already working"):
+            states.check_order(_sell("mine-2", 100), snap, {"mine-1": 100})
+        moved = Order(
+            "O1", f"{BRACKET}-stop", "acc1", INFY, Side.SELL, 100, Product.MIS, OrderType.SL_M, OrderStatus.OPEN,
+            AT, AT,
+        )  # fmt: skip
+        states.check_modify(moved, snap, {f"{BRACKET}-stop": 100, f"{BRACKET}-target": 100})
+
+
+def _sell(client_id: str, quantity: int) -> OrderRequest:
+    return OrderRequest(client_id, "acc1", INFY, Side.SELL, quantity, Product.MIS, OrderType.MARKET)
+
+
+class TestPlacementCountsOrdersInFlight:
+    """Placement._check under REDUCING: an order acknowledged while the order rows were being read is in
+    neither the rows nor the in-flight holds unless its hold still counts."""
+
+    def _placement(self, holds: Reservations) -> Placement:
+        states = TradingStates(_Store(), _Registry(), None, [_entry(ACC, REDUCING)])  # type: ignore[arg-type]
+        snap = AccountSnapshot(
+            "acc1", "paper", AccountStatus.ACTIVE, funds_at=AT, positions=(_position(Product.MIS, 100),)
+        )
+        placement = Placement.__new__(Placement)
+        placement._gw = SimpleNamespace(snapshot=lambda _: snap)  # type: ignore[assignment]
+        placement._holds = holds
+        placement._states = states
+        placement._risk = SimpleNamespace(check=lambda *_: None)  # type: ignore[assignment]
+        return placement
+
+    def _plan(self, request: OrderRequest) -> Plan:
+        return SimpleNamespace(request=request, instrument=None, last_price=None)  # type: ignore[return-value]
+
+    def test_an_order_acknowledged_during_the_read_still_counts(self) -> None:
+        holds = Reservations()
+        first = holds.hold(claim(_sell("first", 100), D(1500)))
+        read = Working(AT + timedelta(seconds=1), {"acc1": {}})  # the read began, then `first` was acknowledged
+        holds.settle(first, AT + timedelta(seconds=2))
+        placement = self._placement(holds)
+        with pytest.raises(StateRefusal, match="100 already working"):
+            placement._check(self._plan(_sell("second", 100)), [("acc1", 100)], read)
+
+    def test_an_order_the_read_saw_counts_once(self) -> None:
+        holds = Reservations()
+        first = holds.hold(claim(_sell("first", 50), D(1500)))
+        holds.settle(first, AT + timedelta(seconds=2))
+        read = Working(AT + timedelta(seconds=3), {"acc1": {"first": 50}})
+        self._placement(holds)._check(self._plan(_sell("second", 50)), [("acc1", 50)], read)

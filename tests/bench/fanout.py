@@ -36,12 +36,7 @@ Scrape = Callable[[], Awaitable[dict[str, tuple[float, float]]]]
 def config_text(daemon: Daemon, accounts: int, latency_ms: float) -> str:
     """Paper accounts, unpaced, each answering order calls after `latency_ms` (accounts[].paper.latency_ms)."""
     head = f"""
-[server]
-listen = "{daemon.address}"
-metrics_listen = "127.0.0.1:{daemon.metrics_port}"
-shutdown_grace_seconds = 1
-[ray]
-num_cpus = 2
+{daemon.tables(num_cpus=2)}
 [paper]
 volatility = 0.0
 depth_per_second = 1000000

@@ -30,6 +30,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_tables(grpc_port: int, metrics_port: int, num_cpus: int = 1, server_extra: str = "") -> str:
+    """Its own ports, a quick shutdown and a small local Ray. `server_extra` adds keys to [server]
+    (TOML allows a table only once)."""
+    return f"""
+[server]
+listen = "127.0.0.1:{grpc_port}"
+metrics_listen = "127.0.0.1:{metrics_port}"
+shutdown_grace_seconds = 1
+{server_extra}
+[ray]
+num_cpus = {num_cpus}
+"""
+
+
 def test_config(
     grpc_port: int, metrics_port: int, extra: str = "", server_extra: str = "", account_extra: str = ""
 ) -> str:
@@ -38,16 +52,7 @@ def test_config(
     `server_extra` adds keys to the [server] table (TOML allows a table only once, so `extra` cannot);
     `account_extra` adds keys to every account.
     """
-    return f"""
-[server]
-listen = "127.0.0.1:{grpc_port}"
-metrics_listen = "127.0.0.1:{metrics_port}"
-shutdown_grace_seconds = 1
-{server_extra}
-
-[ray]
-num_cpus = 1
-
+    return f"""{server_tables(grpc_port, metrics_port, server_extra=server_extra)}
 [paper]
 volatility = 0.0
 depth_per_second = 100
@@ -94,6 +99,10 @@ class Daemon:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(config_text or test_config(self.grpc_port, self.metrics_port))
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def tables(self, num_cpus: int = 1) -> str:
+        """The [server] and [ray] tables of this daemon's config, for tests that write their own."""
+        return server_tables(self.grpc_port, self.metrics_port, num_cpus)
 
     def start(self, *serve_args: str) -> None:
         log = self.log_path.open("ab")

@@ -24,19 +24,18 @@ from engine.brokers.kite import KiteAdapter
 from engine.instrument_master import InstrumentMaster
 from engine.marketdata import MarketDataPoller, QuoteSource
 from engine.sim.autologin import form_login
-from engine.sim.config import MarketSettings, SimAppSettings, SimSettings, SimUserSettings
+from engine.sim.config import SimSettings, SimUserSettings
 from engine.sim.server import SimServer
 from tests.integration.daemon import ROOT, Daemon, wait_for
+from tests.integration.sims import APP, FLAT, pin_price, sim_account
 from trademaster.v1 import accounts_pb2, common_pb2, marketdata_pb2, orders_pb2, portfolio_pb2
 
-APP = SimAppSettings(api_key="quotes-test", api_secret="quotes-secret")
-FLAT = MarketSettings(volatility=0, depth_per_second=100_000)
 USERS = ("KQ0001", "KQ0002")
 D = Decimal
 
 
 def _pin(sim: SimServer, instrument: str, price: str) -> None:
-    httpx.post(f"{sim.url}/__sim__/prices", json={"instrument": instrument, "price": price}).raise_for_status()
+    pin_price(sim.url, instrument, price)
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +49,7 @@ def sim() -> Iterator[SimServer]:
 
 
 def _account(account_id: str, url: str, user: str) -> str:
-    return f"""
-[[accounts]]
-id = "{account_id}"
-broker = "kite"
-sync_interval_seconds = 30
-[accounts.connection]
-api_key = "{APP.api_key}"
-api_secret = "{APP.api_secret}"
-simulator_url = "{url}"
-[accounts.connection.sim_login]
-user_id = "{user}"
-"""
+    return sim_account(account_id, "kite", url, user, extra="sync_interval_seconds = 30")
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +57,7 @@ def daemon(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     d = Daemon(tmp_path_factory.mktemp("quotes") / "data", ROOT / "test-artifacts" / "daemon-quotes.log")
     d.config.write_text(
         f"""
-[server]
-listen = "{d.address}"
-metrics_listen = "127.0.0.1:{d.metrics_port}"
-shutdown_grace_seconds = 1
-[ray]
-num_cpus = 1
+{d.tables()}
 [market_data]
 poll_interval_seconds = 0.3
 """

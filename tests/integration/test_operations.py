@@ -53,12 +53,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(tmp_path_factory.mktemp("operations") / "data", ROOT / "test-artifacts" / "daemon-operations.log")
     d.config.write_text(
         f"""
-[server]
-listen = "{d.address}"
-metrics_listen = "127.0.0.1:{d.metrics_port}"
-shutdown_grace_seconds = 1
-[ray]
-num_cpus = 1
+{d.tables()}
 [paper]
 volatility = 0.0
 depth_per_second = 100000

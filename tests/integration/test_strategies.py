@@ -16,7 +16,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import grpc
-import httpx
 import pytest
 
 from engine.api.strategy_runner import CLOCK_ENV
@@ -24,18 +23,17 @@ from engine.domain.sessions import IST
 from engine.sim.config import SimSettings
 from engine.sim.server import SimServer
 from tests.integration.daemon import ROOT, Daemon, wait_for
-from tests.integration.test_routing import APP, FLAT, _account, _user
+from tests.integration.sims import APP, FLAT, LAKH, pin_price, sim_account, sim_user
 from trademaster.v1 import accounts_pb2, common_pb2, operations_pb2, orders_pb2, portfolio_pb2, strategies_pb2
 
 S = strategies_pb2
-LAKH = 100_000
 # The strategies' clock starts 20 s before the 09:15 IST firing on Monday 23 November 2026, a trading day.
 CLOCK_START = datetime(2026, 11, 23, 9, 14, 40, tzinfo=IST)
 
 
 @pytest.fixture(scope="module")
 def kite() -> Iterator[SimServer]:
-    users = [_user("KA0001", 50 * LAKH), _user("KA0002", 10_000), _user("KA0003", 50 * LAKH)]
+    users = [sim_user("KA0001", 50 * LAKH), sim_user("KA0002", 10_000), sim_user("KA0003", 50 * LAKH)]
     server = SimServer(SimSettings(broker="kite", market=FLAT, apps=[APP], users=users)).start()
     for symbol in ("INFY", "SBIN", "TCS", "RELIANCE", "ITC", "LT", "HDFCBANK"):
         price(server, symbol, 1000)
@@ -44,7 +42,7 @@ def kite() -> Iterator[SimServer]:
 
 
 def price(server: SimServer, symbol: str, value: float) -> None:
-    httpx.post(f"{server.url}/__sim__/prices", json={"instrument": f"NSE:{symbol}", "price": value}).raise_for_status()
+    pin_price(server.url, f"NSE:{symbol}", value)
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +50,11 @@ def daemon(kite: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     d = Daemon(tmp_path_factory.mktemp("strategies") / "data", ROOT / "test-artifacts" / "daemon-strategies.log")
     d.config.write_text(
         f"""
-[server]
-listen = "{d.address}"
-metrics_listen = "127.0.0.1:{d.metrics_port}"
-shutdown_grace_seconds = 1
-[ray]
-num_cpus = 1
+{d.tables()}
 """
-        + _account("k1", "kite", kite.url, "KA0001", ["desk"])
-        + _account("k2", "kite", kite.url, "KA0002", ["desk"])
-        + _account("k3", "kite", kite.url, "KA0003", [])
+        + sim_account("k1", "kite", kite.url, "KA0001", ["desk"])
+        + sim_account("k2", "kite", kite.url, "KA0002", ["desk"])
+        + sim_account("k3", "kite", kite.url, "KA0003", [])
     )
     with pytest.MonkeyPatch.context() as env:
         env.setenv(CLOCK_ENV, CLOCK_START.isoformat())

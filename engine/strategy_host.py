@@ -9,6 +9,7 @@ client ids derived from the strategy id and the order's key.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +18,11 @@ from typing import Any
 from engine import strategies
 from engine.errors import FailedPrecondition, NotFound
 from engine.store.strategies import Pending, StrategyStore
-from engine.strategies.base import Command, Input, Strategy, Watch
+from engine.strategies.base import Command, Input, OrderUpdate, Refused, Strategy, Watch
+
+CURSOR_SAVE_SECONDS = 5.0
+"""How often a cursor that moved past other strategies' events alone is saved: re-reading those after a crash
+only skips them again, and saving it on every tick would write twice a second per strategy for nothing."""
 
 
 class LogicError(Exception):
@@ -48,6 +53,8 @@ class _Loaded:
     outbox: list[Pending]
     issued: int
     cursor: int
+    saved_cursor: int
+    cursor_saved_at: float = 0.0
 
 
 class StrategyHost:
@@ -72,10 +79,11 @@ class StrategyHost:
                 first = []
         except Exception as exc:
             raise LogicError(f"{record.kind} could not start: {exc}") from exc
-        loaded = _Loaded(strategy, record.state, list(record.outbox), record.commands_issued, record.event_cursor)
+        cursor = record.event_cursor
+        loaded = _Loaded(strategy, record.state, list(record.outbox), record.commands_issued, cursor, cursor)
         self._loaded = loaded
         if record.state is None:
-            await self._save(loaded, first, (), record.event_cursor)
+            await self._save(loaded, first, (), record.event_cursor, fed=True)
         return Opened(tuple(loaded.outbox), strategy.watches(), loaded.cursor)
 
     async def step(self, inputs: Sequence[Input], cursor: int, done: Collection[int]) -> Stepped:
@@ -87,13 +95,14 @@ class StrategyHost:
         except Exception as exc:
             self._loaded = None  # the logic may be half-way through a change: reload before anything else
             raise LogicError(f"{type(exc).__name__}: {exc}") from exc
-        new = await self._save(loaded, decided, done, cursor)
+        fed = any(isinstance(i, OrderUpdate | Refused) for i in inputs)  # ticks are not the strategy's events
+        new = await self._save(loaded, decided, done, cursor, fed=fed)
         return Stepped(new, loaded.strategy.watches())
 
     async def ack(self, done: Collection[int]) -> None:
         """The runner executed these commands."""
         loaded = self._require()
-        await self._save(loaded, [], done, loaded.cursor)
+        await self._save(loaded, [], done, loaded.cursor, fed=False)
 
     def _require(self) -> _Loaded:
         if self._loaded is None:
@@ -101,14 +110,19 @@ class StrategyHost:
         return self._loaded
 
     async def _save(
-        self, loaded: _Loaded, decided: Sequence[Command], done: Collection[int], cursor: int
+        self, loaded: _Loaded, decided: Sequence[Command], done: Collection[int], cursor: int, *, fed: bool
     ) -> tuple[Pending, ...]:
-        """Persist when anything changed; a tick that changed nothing writes nothing."""
+        """Persist when anything changed; a tick that changed nothing writes nothing, and a cursor moved past none
+        of this strategy's own order updates or refusals (`fed` false) is saved only every CURSOR_SAVE_SECONDS."""
         state = loaded.strategy.dump()
         new = tuple(Pending(loaded.issued + n, c) for n, c in enumerate(decided, start=1))
         outbox = [p for p in loaded.outbox if p.command_id not in done] + list(new)
-        if new or done or state != loaded.state or cursor > loaded.cursor:
-            await self._store.save_step(self._id, state, outbox, loaded.issued + len(new), max(cursor, loaded.cursor))
+        cursor = max(cursor, loaded.cursor)
+        now = time.monotonic()
+        moved = cursor > loaded.saved_cursor and (fed or now - loaded.cursor_saved_at >= CURSOR_SAVE_SECONDS)
+        if new or done or state != loaded.state or moved:
+            await self._store.save_step(self._id, state, outbox, loaded.issued + len(new), cursor)
+            loaded.saved_cursor, loaded.cursor_saved_at = cursor, now
         loaded.state, loaded.outbox, loaded.issued = state, outbox, loaded.issued + len(new)
-        loaded.cursor = max(cursor, loaded.cursor)
+        loaded.cursor = cursor
         return new

@@ -30,6 +30,7 @@ from engine.domain.sessions import TradingSessions
 from engine.errors import ApiError, FailedPrecondition, InvalidArgument, PermissionDenied
 from engine.ledger.charges import instrument_kind
 from engine.risk import RiskLimits, RiskViolation
+from engine.risk.states import TradingState
 from engine.routing import (
     Hold,
     NoRoute,
@@ -307,7 +308,8 @@ class Placement:
         for account, quantity in per_account.items():
             snap = self._gw.snapshot(account)
             unread: dict[str, int] = {}
-            for h in self._holds.unsynced(account, snap.funds_at):
+            counted = self._states.effective(account)[0] is TradingState.REDUCING  # the only state counting them
+            for h in self._holds.unsynced(account, snap.funds_at) if counted else ():
                 if (
                     (h.settled_at is None or h.settled_at >= working.read_at)
                     and h.instrument == request.instrument

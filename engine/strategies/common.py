@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -22,7 +23,7 @@ class StrategyState(BaseModel):
     finished: bool = False
 
 
-class StateStrategy(Generic[P, S]):
+class StateStrategy(ABC, Generic[P, S]):
     """Params plus state, with dump/restore, and nothing emitted once a Finish has been."""
 
     kind: ClassVar[str]
@@ -62,8 +63,15 @@ class StateStrategy(Generic[P, S]):
     def _start(self, now: datetime) -> list[Command]:
         return []
 
+    @abstractmethod
     def _step(self, inputs: Sequence[Input]) -> list[Command]:
-        """By default each input on its own, in order, until one finishes the strategy."""
+        """One step's inputs, taken together: what to do about them."""
+
+
+class EventStrategy(StateStrategy[P, S]):
+    """A strategy that takes each input on its own, in order, until one finishes it."""
+
+    def _step(self, inputs: Sequence[Input]) -> list[Command]:
         commands: list[Command] = []
         for event in inputs:
             commands += self._on(event)
@@ -71,8 +79,8 @@ class StateStrategy(Generic[P, S]):
                 break
         return commands
 
-    def _on(self, event: Input) -> list[Command]:
-        raise NotImplementedError
+    @abstractmethod
+    def _on(self, event: Input) -> list[Command]: ...
 
 
 class TrackedOrder(BaseModel):

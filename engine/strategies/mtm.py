@@ -19,11 +19,11 @@ from engine.strategies.base import (
     Tick,
     Watch,
 )
-from engine.strategies.common import StateStrategy, StrategyState
+from engine.strategies.common import EventStrategy, StrategyState
 from engine.strategies.params import MtmGuardParams
 
 
-class MtmGuardStrategy(StateStrategy[MtmGuardParams, StrategyState]):
+class MtmGuardStrategy(EventStrategy[MtmGuardParams, StrategyState]):
     kind = "mtm_guard"
     state_type = StrategyState
 

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from engine.domain.sessions import IST, TradingSessions
 from engine.strategies.base import Command, Finish, Input, Note, OrderUpdate, Refused, StrategyStatus, Tick
-from engine.strategies.common import StateStrategy, StrategyState, TrackedOrder
+from engine.strategies.common import EventStrategy, StrategyState, TrackedOrder
 from engine.strategies.params import ScheduleParams
 
 GRACE = timedelta(seconds=60)
@@ -53,7 +53,7 @@ class ScheduleState(StrategyState):
     last_key: str | None = None  # the final run (max_runs reached): its answer completes the schedule
 
 
-class ScheduleStrategy(StateStrategy[ScheduleParams, ScheduleState]):
+class ScheduleStrategy(EventStrategy[ScheduleParams, ScheduleState]):
     kind = "schedule"
     state_type = ScheduleState
 

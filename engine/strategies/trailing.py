@@ -24,7 +24,7 @@ from engine.strategies.base import (
     Tick,
     Watch,
 )
-from engine.strategies.common import StateStrategy, StrategyState, TrackedOrder, modify_to, on_tick
+from engine.strategies.common import EventStrategy, StrategyState, TrackedOrder, modify_to, on_tick
 from engine.strategies.params import Trail, TrailingStopParams
 
 
@@ -76,7 +76,7 @@ class TrailingState(StrategyState):
     stop: TrackedOrder | None = None
 
 
-class TrailingStopStrategy(StateStrategy[TrailingStopParams, TrailingState]):
+class TrailingStopStrategy(EventStrategy[TrailingStopParams, TrailingState]):
     """An SL-M on the closing side, placed at the first price and trailed; done when it fills.
 
     The position's size and direction come from `params.position` (filled in by the service at

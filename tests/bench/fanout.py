@@ -29,6 +29,7 @@ from trademaster.v1 import common_pb2, operations_pb2, operations_pb2_grpc, orde
 
 TARGET = 1.5  # fan-out time over one broker round trip
 WARMUP = 2
+IDLE_SECONDS = 3.0
 CALL_TIMEOUT = 60.0
 Scrape = Callable[[], Awaitable[dict[str, tuple[float, float]]]]
 
@@ -101,8 +102,12 @@ async def measure(address: str, token: str, rounds: int, scrape: Scrape) -> dict
             if i >= WARMUP:
                 single.append(took)
         await operations.BatchOrder(_batch(run, -1), timeout=CALL_TIMEOUT, metadata=metadata)  # warm-up
+        idle_from = _busy_seconds()
+        await asyncio.sleep(IDLE_SECONDS)  # what the accounts' syncs and quote polling cost with no orders
+        background = (_busy_seconds() - idle_from) / IDLE_SECONDS
         before = await scrape()
         busy_before = _busy_seconds()
+        started = time.perf_counter()
         for i in range(rounds):
             spread, reply = await _timed(
                 operations.BatchOrder(_batch(run, i), timeout=CALL_TIMEOUT, metadata=metadata)
@@ -112,9 +117,12 @@ async def measure(address: str, token: str, rounds: int, scrape: Scrape) -> dict
             failures = [f"{leg.account}: {leg.error}" for leg in reply.legs if leg.error]
             first_failure = first_failure or (failures[0] if failures else "")
         busy = _busy_seconds() - busy_before
+        elapsed = time.perf_counter() - started
         after = await scrape()
     return {
         "cpu_ms_per_batch": busy / rounds * 1000,
+        "background_cpu_ms_per_s": background * 1000,
+        "order_cpu_ms_per_leg": (busy - background * elapsed) / rounds / max(legs, 1) * 1000,
         "cores": psutil.cpu_count() or 1,
         "legs_per_batch": legs,
         "legs_failed": legs_failed,
@@ -182,6 +190,8 @@ def print_table(result: dict[str, Any], console: Console | None = None) -> None:
         ("fan-out / single PlaceOrder", f"{result['ratio_to_single_order']:.2f}"),
         ("machine CPU busy per batch (core-ms)", f"{result['cpu_ms_per_batch']:.0f} on {result['cores']} cores"),
         ("CPU floor: that over the cores (ms)", f"{result['cpu_floor_ms']:.0f}"),
+        ("background CPU with no orders (core-ms/s)", f"{result['background_cpu_ms_per_s']:.0f}"),
+        ("CPU per leg beyond that (core-ms)", f"{result['order_cpu_ms_per_leg']:.1f}"),
         ("legs per batch", str(result["legs_per_batch"])),
         ("legs failed (all rounds)", str(result["legs_failed"])),
         ("daemon start with its accounts (s)", f"{result['daemon_ready_s']:.1f}"),

@@ -11,29 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import ray
 
 from actors.account import actor_name
 from engine.brokers.base import Quote
-from engine.config import AccountSettings, MarketDataSettings
+from engine.config import MarketDataSettings
 from engine.domain import InstrumentId
 from engine.marketdata import MarketDataPoller, QuoteSource
 from engine.security import redaction
-
-
-def quote_sources(accounts: Sequence[AccountSettings]) -> list[QuoteSource]:
-    """Accounts as quote sources. Accounts at one endpoint share a feed; each paper account is its own market."""
-    sources = []
-    for account in accounts:
-        if account.broker == "paper":
-            feed = f"paper:{account.id}"
-        else:
-            feed = f"{account.broker}:{account.connection.simulator_url or account.connection.base_url}"
-        sources.append(QuoteSource(account.id, account.broker, feed, account.broker_name))
-    return sources
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)

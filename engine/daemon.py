@@ -19,7 +19,7 @@ import uvloop
 
 from actors.account import AccountActor, actor_name
 from actors.ledger import LedgerActor
-from actors.market_data import MarketDataActor, quote_sources
+from actors.market_data import MarketDataActor
 from engine.admin_token import ensure_admin
 from engine.api.accounts import AccountService
 from engine.api.auth import Authenticator
@@ -44,6 +44,7 @@ from engine.config import ServerSettings, Settings
 from engine.demo import demo_accounts, demo_simulators
 from engine.instrument_master import InstrumentMaster
 from engine.marketdata import stale_after
+from engine.marketdata.sources import quote_sources
 from engine.security.credentials import register_plaintext
 from engine.security.rate_limit import RateLimiter
 from engine.security.secrets import SecretBox, load_or_create_key

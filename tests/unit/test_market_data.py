@@ -12,8 +12,10 @@ import pytest
 
 from engine.api.quotes import QuoteBook
 from engine.brokers.base import Quote
+from engine.config import AccountSettings
 from engine.domain import InstrumentId
 from engine.marketdata import MarketDataPoller, Planner, QuoteSource, QuoteStore, Subscriptions, stale_after
+from engine.marketdata.sources import quote_sources
 from engine.marketdata.store import STALE_FLOOR_SECONDS
 
 INFY, TCS = InstrumentId.parse("NSE:INFY"), InstrumentId.parse("NSE:TCS")
@@ -220,3 +222,21 @@ async def test_prices_leave_out_quotes_not_confirmed_lately() -> None:
     assert book.prices([INFY, TCS]) == {TCS: Decimal("200")}
     assert book.latest(INFY) is not None
     assert stale_after(1) == STALE_FLOOR_SECONDS and stale_after(10) == 30
+
+
+def test_accounts_at_one_endpoint_share_a_feed_and_all_paper_accounts_share_one() -> None:
+    def kite(account_id: str, url: str) -> AccountSettings:
+        connection = {"api_key": "k", "api_secret": "s", "simulator_url": url}
+        return AccountSettings.model_validate({"id": account_id, "broker": "kite", "connection": connection})
+
+    accounts = [
+        AccountSettings(id="p1", venue="zerodha"),
+        AccountSettings(id="p2", venue="upstox"),
+        kite("k1", "http://127.0.0.1:1"),
+        kite("k2", "http://127.0.0.1:1"),
+        kite("k3", "http://127.0.0.1:2"),
+    ]
+    feeds = {s.account: s.feed for s in quote_sources(accounts)}
+    assert feeds["p1"] == feeds["p2"]  # one seeded path prices every paper account
+    assert feeds["k1"] == feeds["k2"] != feeds["k3"]
+    assert len(set(feeds.values())) == 3

@@ -67,13 +67,9 @@ class Plan:
     last_price: Decimal | None  # the market as the gateway knows it, for accounts whose snapshot has no mark
 
 
-@dataclass(frozen=True, slots=True)
-class Working:
-    """What a trading state counts besides an order: each account's open orders on the order's side, as the
-    database had them when read (TradingStates.working), and when that read began."""
-
-    read_at: datetime
-    orders: Mapping[str, Mapping[str, int]]  # account -> client order id -> unfilled units
+Working = Mapping[str, Mapping[str, int]]
+"""What a trading state counts besides an order: per account, its open orders on the order's side as the
+database had them (TradingStates.working), client order id -> unfilled units."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,19 +282,17 @@ class Placement:
 
     async def _working(self, request: OrderRequest, accounts: Sequence[str]) -> Working:
         """Per account, its open orders on the order's side (TradingStates.working)."""
-        read_at = datetime.now(UTC)
-        orders = {
+        return {
             a: await self._states.working(a, request.instrument, request.side, request.product)
             for a in dict.fromkeys(accounts)
         }
-        return Working(read_at, orders)
 
     def _check(self, plan: Plan, pieces: Sequence[tuple[str, int]], working: Working) -> None:
         """Check the pieces against each account's trading state, then its limits; the first refusal refuses all.
 
-        A trading state sees each account's pieces together, with its open orders (`working`) and the orders
-        its holds show on the same side that the read may have missed: those still on their way to the broker
-        and those acknowledged since the read began. Such an order counts its holds' whole quantity in place of
+        A trading state sees each account's pieces together, with its open orders (`working`) and every order its
+        holds show on the same side that no sync has shown yet: on its way to the broker, acknowledged while the
+        rows were read, or filled since the last sync. Such an order counts its holds' whole quantity in place of
         its rows (a routed order's legs, "<client id>/<n>", included): no snapshot includes any fill of it yet.
         """
         request = plan.request
@@ -311,13 +305,12 @@ class Placement:
             counted = self._states.effective(account)[0] is TradingState.REDUCING  # the only state counting them
             for h in self._holds.unsynced(account, snap.funds_at) if counted else ():
                 if (
-                    (h.settled_at is None or h.settled_at >= working.read_at)
-                    and h.instrument == request.instrument
+                    h.instrument == request.instrument
                     and h.product is request.product
                     and h.quantity * request.side.sign > 0
                 ):
                     unread[h.client_order_id] = unread.get(h.client_order_id, 0) + abs(h.quantity)
-            rows = working.orders.get(account, {})
+            rows = working.get(account, {})
             read = {c: q for c, q in rows.items() if c.partition("/")[0] not in unread}
             leg = replace(request, account=account, quantity=quantity)
             self._states.check_order(leg, snap, {**read, **unread})

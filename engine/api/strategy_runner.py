@@ -400,7 +400,8 @@ class StrategyRunner:
     async def _execute(self, live: _Live, pending: list[Pending]) -> tuple[list[Input], list[int], bool]:
         """Execute in order; return the inputs to feed back (answers to refused order commands), the commands
         done and whether the strategy is over. A SquareOff or SetTradingState that fails ends the strategy as
-        FAILED at once: what follows it (a Finish saying it was done) would be a lie."""
+        FAILED at once, after any trading state that follows it is set: what else follows (a Finish saying it
+        was done) would be a lie."""
         owner = await self._principal(live)
         answers: list[Input] = []
         done: list[int] = []
@@ -416,12 +417,24 @@ class StrategyRunner:
                 await self._one(live, item, owner)
             except ApiError as exc:
                 if isinstance(command, SquareOff | SetTradingState):
-                    await self._fail(live, f"{_describe(command)} failed: {exc}")
+                    outcomes = [f"{_describe(command)} failed: {exc}"]
+                    for later in pending[n + 1 :]:  # restricting the scope is always safe: a failed exit must not
+                        if isinstance(later.command, SetTradingState):  # leave it ACTIVE past its loss limit
+                            outcomes.append(await self._restrict(live, later, owner))
+                    await self._fail(live, "; ".join(outcomes))
                     done.extend(p.command_id for p in pending[n:])
                     return answers, done, True
                 answers.extend(await self._answers(live, command, exc))
             done.append(item.command_id)
         return answers, done, False
+
+    async def _restrict(self, live: _Live, item: Pending, owner: Principal) -> str:
+        """Set a trading state after the command before it failed; what came of it, for the failure message."""
+        try:
+            await self._one(live, item, owner)
+        except ApiError as exc:
+            return f"{_describe(item.command)} failed too: {exc}"
+        return f"{_describe(item.command)} done all the same"
 
     async def _answers(self, live: _Live, command: Command, exc: ApiError) -> list[Input]:
         """What to feed back after an order command was refused: the order's latest state first (a resize refused

@@ -9,6 +9,7 @@ import time
 
 SHORT_CODE_LENGTH = 8
 _STRATEGY_ORDER = re.compile(r"^(S[A-Z2-7]{16})-")
+_PROTECTION = re.compile(r"^(S[A-Z2-7]{16}-)(?:stop|target)-(\d+)-\d+$")
 
 
 def new_order_id() -> str:
@@ -34,3 +35,17 @@ def strategy_of(client_order_id: str) -> str | None:
     or None for any other order. PlaceOrder and batch refuse such ids from users, so the match is sure."""
     found = _STRATEGY_ORDER.match(client_order_id)
     return found.group(1) if found else None
+
+
+def protection_key(role: str, attempt: int, n: int) -> str:
+    """The key of a bracket's `n`th stop or target order of entry `attempt`: one attempt's stops and targets
+    are one OCO pair, whatever their number (see oco_pair)."""
+    return f"{role}-{attempt}-{n}"
+
+
+def oco_pair(client_order_id: str) -> str | None:
+    """The OCO pair a strategy order belongs to ("<strategy id>-<attempt>" for a bracket's stops and targets),
+    or None for an order that is not one side of a pair: when one side fills the strategy cancels the other,
+    so the pair can close at most its larger side."""
+    found = _PROTECTION.match(client_order_id)
+    return f"{found.group(1)}{found.group(2)}" if found else None

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from engine.brokers.base import BrokerPosition, Holding
 from engine.domain import InstrumentId, Product, Side
-from engine.domain.ids import strategy_of
+from engine.domain.ids import oco_pair
 from engine.risk.violation import RiskViolation
 
 
@@ -116,18 +116,17 @@ def committed(working: Mapping[str, int]) -> int:
     """Units that may still fill on one side of a position, from the orders working there (client order id ->
     unfilled units): what REDUCING compares with the position.
 
-    A routed order's legs ("<client id>/<n>") are one order and add up. A strategy's orders are one OCO family
-    (a bracket's stop and target: when one fills the other is cancelled), so a family counts its largest order,
-    not the sum; any other order is its own family.
+    A routed order's legs ("<client id>/<n>") are one order and add up. A bracket's stops and targets of one
+    entry are an OCO pair (when one side fills the strategy cancels the other), so a pair counts its larger
+    side, not the sum (engine.domain.ids.oco_pair); every other order, a strategy's included, counts on its own.
     """
     orders: dict[str, int] = {}
     for client_order_id, quantity in working.items():
         order = client_order_id.partition("/")[0]
         orders[order] = orders.get(order, 0) + quantity
-    families: dict[tuple[str, str], int] = {}
+    families: dict[str, int] = {}
     for order, quantity in orders.items():
-        strategy = strategy_of(order)
-        family = ("strategy", strategy) if strategy else ("order", order)
+        family = oco_pair(order) or order
         families[family] = max(families.get(family, 0), quantity)
     return sum(families.values())
 

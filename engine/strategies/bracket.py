@@ -28,6 +28,7 @@ from typing import Literal
 from pydantic import Field
 
 from engine.domain import OrderStatus, OrderType, Side
+from engine.domain.ids import protection_key
 from engine.strategies.base import (
     Cancel,
     Command,
@@ -89,7 +90,9 @@ class BracketStrategy(StateStrategy[BracketParams, BracketState]):
         not be corrected before it is sent."""
         commands: list[Command] = []
         changed = False
-        for event in inputs:
+        # Order updates first: a refusal is judged on the orders as they are, fills arriving with it included.
+        updates = [i for i in inputs if isinstance(i, OrderUpdate)]
+        for event in [*updates, *(i for i in inputs if not isinstance(i, OrderUpdate))]:
             taken, moved = self._take(event)
             commands += taken
             if any(isinstance(command, Finish) for command in taken):
@@ -161,6 +164,9 @@ class BracketStrategy(StateStrategy[BracketParams, BracketState]):
             self.state.trail.refuse(order.asked_trigger_price, order.trigger_price)
             order.settle()
             return [Note("trail_refused", f"stop-loss stays at {order.trigger_price}: {refused.error}", order.key)]
+        if refused.command == "place":  # it never reached a broker: nothing of it to cancel or keep
+            order.settle()
+            order.status, order.message = OrderStatus.REJECTED, f"refused: {refused.error}"
         action = "placing" if refused.command == "place" else "resizing"
         return self._fail(f"{action} the {role} order {order.key} was refused: {refused.error}")
 
@@ -231,7 +237,7 @@ class BracketStrategy(StateStrategy[BracketParams, BracketState]):
             price=None if role == "stop" else level,
             trigger_price=level if role == "stop" else None,
         )
-        order, place = TrackedOrder.place(f"{role}-{s.attempt}-{len(orders) + 1}", spec)
+        order, place = TrackedOrder.place(protection_key(role, s.attempt, len(orders) + 1), spec)
         orders.append(order)
         text = f"{role} {spec.side} {open_position} {spec.order_type} at {level}"
         return [place, Note("protection_placed", text, order.key)]
@@ -261,19 +267,29 @@ class BracketStrategy(StateStrategy[BracketParams, BracketState]):
         return [Note("reentry_scheduled", text)]
 
     def _fail(self, why: str) -> list[Command]:
-        """Finish as FAILED, leaving nothing working unmanaged that could add to the position: the rest of the
-        entry is cancelled, and so is every exit order when nothing is open. With a position open, the exit
-        orders still working stay: some protection is better than none."""
+        """Finish as FAILED, leaving nothing working unmanaged that could add to the position or close more than
+        is open: the rest of the entry is cancelled, and so is every exit but one. With a position open, one exit
+        stays (the stop first) if it cannot close more than is open: unlinked from its pair, two exits could
+        both fill, and one larger than the position could turn it around."""
         s = self.state
         open_position = self._open_position()
-        doomed = [s.entry] if s.entry is not None else []
-        if open_position <= 0:
-            doomed += [*s.stops, *s.targets]
-        else:
-            why += f"; a position of {open_position} may be unprotected (protection still working stays)"
+        exits = [o for o in [*s.stops, *s.targets] if o.live and not o.cancel_requested]
+        keep = next((o for o in exits if open_position > 0 and _unfilled(o) <= open_position), None)
+        doomed = [*([s.entry] if s.entry is not None else []), *(o for o in exits if o is not keep)]
+        if keep is not None and any(keep is o for o in s.stops):
+            why += f"; the position of {open_position} is protected only by {keep.key}, which stays"
+        elif keep is not None:
+            why += f"; the position of {open_position} has no stop-loss, it is unprotected: only {keep.key} stays"
+        elif open_position > 0:
+            why += f"; the position of {open_position} is unprotected"
         cancels: list[Command] = []
         for order in doomed:
             if order.live and not order.cancel_requested:
                 order.cancel_requested = True
                 cancels.append(Cancel(order.key))
         return [*cancels, Note("failed", why), Finish(StrategyStatus.FAILED, why)]
+
+
+def _unfilled(order: TrackedOrder) -> int:
+    """What may still fill of the order: of a resize not yet answered, the larger of the two sizes."""
+    return max(order.quantity, order.asked_quantity or 0) - order.filled

@@ -322,3 +322,29 @@ def test_a_failure_with_a_position_open_cancels_the_entry_and_keeps_the_protecti
     assert finish is not None and finish.status is StrategyStatus.FAILED
     assert Cancel("entry-1") in out and Cancel("stop-1-1") not in out
     assert h.status("stop-1-1") is OrderStatus.OPEN
+
+
+def test_a_failure_leaves_no_pair_of_unlinked_exits_that_could_close_more_than_is_open(roundtrip: bool) -> None:
+    """The stop's resize after a target fill is refused: the bracket fails with 6 open, a stop for 10 and the
+    rest of the target for 6. Unlinked, both could fill (short 10): only the target, which fits, may stay."""
+    h = started(bracket(), roundtrip)
+    h.fill("entry-1", 10, "100")
+    h.refuse[("stop-1-1", "modify")] = "timed out"
+    out = h.fill("target-1-1", 4, "110")
+    finish = h.finish
+    assert finish is not None and finish.status is StrategyStatus.FAILED
+    assert Cancel("stop-1-1") in out and Cancel("target-1-1") not in out
+    assert "unprotected: only target-1-1 stays" in finish.message
+    assert h.status("stop-1-1") is OrderStatus.CANCELLED
+
+
+def test_a_refusal_is_judged_after_the_updates_that_arrive_with_it(roundtrip: bool) -> None:
+    """The runner may hand a refusal before an update of the same step; the fill in that update must count."""
+    h = started(bracket(), roundtrip)
+    h.fill("entry-1", 5, "100")
+    h.hold_modifies = True
+    h.fill("entry-1", 5, "100")  # asks both legs to 10, answers held back
+    h.orders["target-1-1"] = replace(h.orders["target-1-1"], quantity=5)
+    out = h.feed_step([Refused("target-1-1", "modify", "order is complete"), h.filled("target-1-1", 5, "110")])
+    assert h.finish is None
+    assert [c.spec.quantity for c in out if isinstance(c, Place) and c.key == "target-1-2"] == [5]

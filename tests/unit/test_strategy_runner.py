@@ -202,7 +202,7 @@ async def test_a_replayed_place_whose_order_exists_is_no_refusal() -> None:
     assert f.keys == {"entry-1": "o-entry-1"} and f.events == []
 
 
-async def test_a_square_off_with_a_failed_exit_fails_the_strategy_and_skips_the_rest() -> None:
+async def test_a_square_off_with_a_failed_exit_still_restricts_the_scope_then_fails_the_strategy() -> None:
     f = Fakes(legs=(LegResult("a1", 10, LegOutcome.FAILED, error="market closed"),))
     pending = [
         Pending(1, SquareOff(GROUP, "loss")),
@@ -211,9 +211,9 @@ async def test_a_square_off_with_a_failed_exit_fails_the_strategy_and_skips_the_
     ]
     answers, done, finished = await runner(f)._execute(_Live(record("mtm_guard"), False), pending)
     assert finished and done == [1, 2, 3] and answers == []
-    assert f.states_set == []  # not HALTED after all
+    assert len(f.states_set) == 1  # HALTED all the same: the loss limit was crossed
     ((status, message),) = f.statuses
-    assert status is StrategyStatus.FAILED and "market closed" in message
+    assert status is StrategyStatus.FAILED and "market closed" in message and "done all the same" in message
 
 
 async def test_an_owner_who_may_no_longer_trade_fails_the_strategy() -> None:

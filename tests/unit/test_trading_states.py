@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.api.placement import Placement, Plan, Working
+from engine.api.placement import Placement, Plan
 from engine.api.trading import TradingStates
 from engine.brokers.base import BrokerPosition, Holding
 from engine.domain import InstrumentId, Order, OrderRequest, OrderStatus, OrderType, Product, Side
@@ -174,15 +174,22 @@ class TestCommitted:
     def test_other_orders_add_up(self) -> None:
         assert committed({"a": 60, "b": 40}) == 100
 
-    def test_a_strategys_orders_count_their_largest(self) -> None:
-        assert committed({f"{BRACKET}-stop": 100, f"{BRACKET}-target": 100}) == 100
-        assert committed({f"{BRACKET}-stop": 100, f"{BRACKET}-target": 60, "mine": 5}) == 105
+    def test_a_brackets_stop_and_target_of_one_entry_count_their_larger_side(self) -> None:
+        assert committed({f"{BRACKET}-stop-1-1": 100, f"{BRACKET}-target-1-1": 100}) == 100
+        assert committed({f"{BRACKET}-stop-1-1": 100, f"{BRACKET}-target-1-2": 60, "mine": 5}) == 105
 
-    def test_two_strategies_are_two_families(self) -> None:
-        assert committed({f"{BRACKET}-stop": 100, "SQRSTUVWXYZ234567-stop": 100}) == 200
+    def test_other_strategy_orders_count_on_their_own(self) -> None:
+        """A schedule's runs are not a pair: three open sells of 100 may all fill."""
+        runs = {f"{BRACKET}-run-202611230915": 100, f"{BRACKET}-run-202611230920": 100}
+        assert committed({**runs, f"{BRACKET}-run-202611230925": 100}) == 300
+
+    def test_two_entries_or_two_strategies_are_two_pairs(self) -> None:
+        assert committed({f"{BRACKET}-stop-1-1": 100, f"{BRACKET}-stop-2-1": 100}) == 200
+        assert committed({f"{BRACKET}-stop-1-1": 100, "SQRSTUVWXYZ234567-stop-1-1": 100}) == 200
 
     def test_a_routed_orders_legs_are_one_order(self) -> None:
-        assert committed({f"{BRACKET}-stop/1": 60, f"{BRACKET}-stop/2": 40, f"{BRACKET}-target": 100}) == 100
+        legs = {f"{BRACKET}-stop-1-1/1": 60, f"{BRACKET}-stop-1-1/2": 40, f"{BRACKET}-target-1-1": 100}
+        assert committed(legs) == 100
         assert committed({"mine/1": 60, "mine/2": 40}) == 100
 
     def test_a_user_id_without_the_dash_is_not_a_strategys(self) -> None:
@@ -264,15 +271,15 @@ class TestTradingStates:
     def test_a_bracket_pair_under_reducing_passes_and_two_user_orders_do_not(self) -> None:
         states = TradingStates(_Store(), _Registry(), None, [_entry(ACC, REDUCING)])  # type: ignore[arg-type]
         snap = AccountSnapshot("acc1", "paper", AccountStatus.ACTIVE, positions=(_position(Product.MIS, 100),))
-        target = _sell(f"{BRACKET}-target", 100)
-        states.check_order(target, snap, {f"{BRACKET}-stop": 100})
+        target = _sell(f"{BRACKET}-target-1-1", 100)
+        states.check_order(target, snap, {f"{BRACKET}-stop-1-1": 100})
         with pytest.raises(StateRefusal, match="100 already working"):
             states.check_order(_sell("mine-2", 100), snap, {"mine-1": 100})
         moved = Order(
-            "O1", f"{BRACKET}-stop", "acc1", INFY, Side.SELL, 100, Product.MIS, OrderType.SL_M, OrderStatus.OPEN,
+            "O1", f"{BRACKET}-stop-1-1", "acc1", INFY, Side.SELL, 100, Product.MIS, OrderType.SL_M, OrderStatus.OPEN,
             AT, AT,
         )  # fmt: skip
-        states.check_modify(moved, snap, {f"{BRACKET}-stop": 100, f"{BRACKET}-target": 100})
+        states.check_modify(moved, snap, {f"{BRACKET}-stop-1-1": 100, f"{BRACKET}-target-1-1": 100})
 
 
 def _sell(client_id: str, quantity: int) -> OrderRequest:
@@ -301,15 +308,24 @@ class TestPlacementCountsOrdersInFlight:
     def test_an_order_acknowledged_during_the_read_still_counts(self) -> None:
         holds = Reservations()
         first = holds.hold(claim(_sell("first", 100), D(1500)))
-        read = Working(AT + timedelta(seconds=1), {"acc1": {}})  # the read began, then `first` was acknowledged
+        read = {"acc1": {}}  # the rows were read, then `first` was acknowledged
         holds.settle(first, AT + timedelta(seconds=2))
         placement = self._placement(holds)
         with pytest.raises(StateRefusal, match="100 already working"):
             placement._check(self._plan(_sell("second", 100)), [("acc1", 100)], read)
 
+    def test_an_order_acknowledged_and_filled_before_the_read_but_after_the_last_sync_counts(self) -> None:
+        """Filled, it is no longer among the open rows, and the snapshot's position does not show the fill yet."""
+        holds = Reservations()
+        first = holds.hold(claim(_sell("first", 100), D(1500)))
+        holds.settle(first, AT + timedelta(seconds=2))
+        read = {"acc1": {}}
+        with pytest.raises(StateRefusal, match="100 already working"):
+            self._placement(holds)._check(self._plan(_sell("second", 100)), [("acc1", 100)], read)
+
     def test_an_order_the_read_saw_counts_once(self) -> None:
         holds = Reservations()
         first = holds.hold(claim(_sell("first", 50), D(1500)))
         holds.settle(first, AT + timedelta(seconds=2))
-        read = Working(AT + timedelta(seconds=3), {"acc1": {"first": 50}})
+        read = {"acc1": {"first": 50}}
         self._placement(holds)._check(self._plan(_sell("second", 50)), [("acc1", 50)], read)

@@ -67,9 +67,15 @@ class Plan:
     last_price: Decimal | None  # the market as the gateway knows it, for accounts whose snapshot has no mark
 
 
-Working = Mapping[str, Mapping[str, int]]
-"""What a trading state counts besides an order: per account, its open orders on the order's side as the
-database had them (TradingStates.working), client order id -> unfilled units."""
+@dataclass(frozen=True, slots=True)
+class Working:
+    """What a trading state counts besides an order, per account (REDUCING accounts only), read from the
+    database: its open orders on the order's side (TradingStates.working), and the orders behind its unsynced
+    holds that had ended when read, with what they filled (a cancelled one will not fill further);
+    client order id -> units."""
+
+    open: Mapping[str, Mapping[str, int]]
+    ended: Mapping[str, Mapping[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,11 +287,25 @@ class Placement:
         return [(leg.account, q) for leg in decision.legs for q in slices(leg.quantity, *cut)]
 
     async def _working(self, request: OrderRequest, accounts: Sequence[str]) -> Working:
-        """Per account, its open orders on the order's side (TradingStates.working)."""
-        return {
-            a: await self._states.working(a, request.instrument, request.side, request.product)
-            for a in dict.fromkeys(accounts)
-        }
+        """Per account, its open orders on the order's side and the ended orders behind its unsynced holds."""
+        opened: dict[str, Mapping[str, int]] = {}
+        ended: dict[str, dict[str, int]] = {}
+        for account in dict.fromkeys(accounts):
+            opened[account] = await self._states.working(account, request.instrument, request.side, request.product)
+            for hold in self._unsynced(account, request):
+                order = await self._gw.store.get_by_client_id(hold.client_order_id)
+                if order is not None and order.is_terminal:
+                    ended.setdefault(account, {})[hold.client_order_id] = order.filled_quantity
+        return Working(opened, ended)
+
+    def _unsynced(self, account: str, request: OrderRequest) -> list[Hold]:
+        """The account's holds on the request's side of its position that no sync has shown yet (REDUCING only,
+        the one state that counts them)."""
+        if self._states.effective(account)[0] is not TradingState.REDUCING:
+            return []
+        same = (request.instrument, request.product)
+        holds = self._holds.unsynced(account, self._gw.snapshot(account).funds_at)
+        return [h for h in holds if (h.instrument, h.product) == same and h.quantity * request.side.sign > 0]
 
     def _check(self, plan: Plan, pieces: Sequence[tuple[str, int]], working: Working) -> None:
         """Check the pieces against each account's trading state, then its limits; the first refusal refuses all.
@@ -293,27 +313,23 @@ class Placement:
         A trading state sees each account's pieces together, with its open orders (`working`) and every order its
         holds show on the same side that no sync has shown yet: on its way to the broker, acknowledged while the
         rows were read, or filled since the last sync. Such an order counts its holds' whole quantity in place of
-        its rows (a routed order's legs, "<client id>/<n>", included): no snapshot includes any fill of it yet.
+        its rows (a routed order's legs, "<client id>/<n>", included), since no snapshot includes any fill of it
+        yet; one that had ended when read counts what it filled, a cancelled order's rest never will.
         """
         request = plan.request
         per_account: dict[str, int] = {}
         for account, quantity in pieces:
             per_account[account] = per_account.get(account, 0) + quantity
         for account, quantity in per_account.items():
-            snap = self._gw.snapshot(account)
+            ended = working.ended.get(account, {})
             unread: dict[str, int] = {}
-            counted = self._states.effective(account)[0] is TradingState.REDUCING  # the only state counting them
-            for h in self._holds.unsynced(account, snap.funds_at) if counted else ():
-                if (
-                    h.instrument == request.instrument
-                    and h.product is request.product
-                    and h.quantity * request.side.sign > 0
-                ):
-                    unread[h.client_order_id] = unread.get(h.client_order_id, 0) + abs(h.quantity)
-            rows = working.get(account, {})
+            for h in self._unsynced(account, request):
+                units = min(abs(h.quantity), ended.get(h.client_order_id, abs(h.quantity)))
+                unread[h.client_order_id] = unread.get(h.client_order_id, 0) + units
+            rows = working.open.get(account, {})
             read = {c: q for c, q in rows.items() if c.partition("/")[0] not in unread}
             leg = replace(request, account=account, quantity=quantity)
-            self._states.check_order(leg, snap, {**read, **unread})
+            self._states.check_order(leg, self._gw.snapshot(account), {**read, **unread})
         self._risk.check(request, plan.instrument, plan.last_price, pieces)
 
     def _claim(self, plan: Plan, pieces: Sequence[tuple[str, int]], working: Working) -> list[Hold]:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.api.placement import Placement, Plan
+from engine.api.placement import Placement, Plan, Working
 from engine.api.trading import TradingStates
 from engine.brokers.base import BrokerPosition, Holding
 from engine.domain import InstrumentId, Order, OrderRequest, OrderStatus, OrderType, Product, Side
@@ -308,24 +308,32 @@ class TestPlacementCountsOrdersInFlight:
     def test_an_order_acknowledged_during_the_read_still_counts(self) -> None:
         holds = Reservations()
         first = holds.hold(claim(_sell("first", 100), D(1500)))
-        read = {"acc1": {}}  # the rows were read, then `first` was acknowledged
+        read = Working({"acc1": {}}, {})  # the rows were read, then `first` was acknowledged
         holds.settle(first, AT + timedelta(seconds=2))
         placement = self._placement(holds)
         with pytest.raises(StateRefusal, match="100 already working"):
             placement._check(self._plan(_sell("second", 100)), [("acc1", 100)], read)
 
-    def test_an_order_acknowledged_and_filled_before_the_read_but_after_the_last_sync_counts(self) -> None:
+    def test_an_order_filled_since_the_last_sync_counts_what_it_filled(self) -> None:
         """Filled, it is no longer among the open rows, and the snapshot's position does not show the fill yet."""
         holds = Reservations()
-        first = holds.hold(claim(_sell("first", 100), D(1500)))
-        holds.settle(first, AT + timedelta(seconds=2))
-        read = {"acc1": {}}
+        holds.settle(holds.hold(claim(_sell("first", 100), D(1500))), AT + timedelta(seconds=2))
+        read = Working({"acc1": {}}, {"acc1": {"first": 100}})
         with pytest.raises(StateRefusal, match="100 already working"):
             self._placement(holds)._check(self._plan(_sell("second", 100)), [("acc1", 100)], read)
+
+    def test_an_order_cancelled_since_the_last_sync_counts_only_what_it_filled(self) -> None:
+        holds = Reservations()
+        holds.settle(holds.hold(claim(_sell("first", 100), D(1500))), AT + timedelta(seconds=2))
+        cancelled = Working({"acc1": {}}, {"acc1": {"first": 0}})
+        self._placement(holds)._check(self._plan(_sell("second", 100)), [("acc1", 100)], cancelled)
+        partly = Working({"acc1": {}}, {"acc1": {"first": 30}})
+        with pytest.raises(StateRefusal, match="30 already working"):
+            self._placement(holds)._check(self._plan(_sell("second", 100)), [("acc1", 100)], partly)
 
     def test_an_order_the_read_saw_counts_once(self) -> None:
         holds = Reservations()
         first = holds.hold(claim(_sell("first", 50), D(1500)))
         holds.settle(first, AT + timedelta(seconds=2))
-        read = {"acc1": {"first": 50}}
+        read = Working({"acc1": {"first": 50}}, {})
         self._placement(holds)._check(self._plan(_sell("second", 50)), [("acc1", 50)], read)

@@ -115,6 +115,10 @@ class AccountActor:
         await runtime.sync()
         return runtime.snapshot()
 
+    def node_id(self) -> str:
+        """The Ray node this account runs on: where its orders leave from (placed by `ray_resources`)."""
+        return ray.get_runtime_context().get_node_id()
+
     async def stop(self) -> None:
         if self._runtime is not None:
             await self._runtime.stop()

@@ -167,6 +167,10 @@ class AccountSettings(StrictModel):
     paper: PaperBookSettings = Field(default_factory=PaperBookSettings)
     connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
     risk: RiskLimits = Field(default_factory=RiskLimits, description="this account's limits, over its groups'")
+    ray_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Ray custom resources its actor needs, e.g. {egress_ip_a = 1}: it runs only where they are",
+    )
 
     @field_validator("id")
     @classmethod
@@ -181,6 +185,14 @@ class AccountSettings(StrictModel):
         bad = [g for g in value if not NAME_PATTERN.match(g)]
         if bad:
             raise ValueError(f"group {bad[0]!r}: {NAME_RULE}")
+        return value
+
+    @field_validator("ray_resources")
+    @classmethod
+    def _resources_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, amount in value.items() if not name or amount <= 0]
+        if bad:
+            raise ValueError(f"resource {bad[0]!r}: give a name and an amount above 0")
         return value
 
     @model_validator(mode="after")

@@ -135,7 +135,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     res.actors.append(ledger)
     handles = []
     for account in settings.accounts:
-        actor = AccountActor.options(name=actor_name(account.id)).remote(
+        actor = AccountActor.options(name=actor_name(account.id), resources=account.ray_resources).remote(
             account, settings.paper, settings.routing, str(settings.data_dir), dsn, settings.security
         )
         res.actors.append(actor)

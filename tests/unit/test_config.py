@@ -61,6 +61,7 @@ def test_file_values_then_environment_then_flags(tmp_path: Path, monkeypatch: py
         ('[[accounts]]\nid = "a"\n[accounts.paper.holdings."NSE:NOPE"]\nquantity = 1\naverage_price = "1"\n',
          "unknown instrument NSE:NOPE"),
         ("[server\n", "not valid TOML"),
+        ('[[accounts]]\nid = "a"\nray_resources = { egress_ip_a = 0 }\n', "accounts.0.ray_resources"),
         ('[[accounts]]\nid = "k"\nbroker = "kite"\n', "connection.api_key is required"),
         ('[[accounts]]\nid = "k"\nbroker = "kite"\n[accounts.connection]\napi_key = "x"\napi_secret_env = "NOPE_X"\n',
          "API secret is missing (NOPE_X)"),

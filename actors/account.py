@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -56,10 +57,12 @@ class AccountActor:
         self._dsn = dsn
         self._security = security
         self._runtime: AccountRuntime | None = None
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
-        if self._runtime is not None:
-            return
+        await self._ready()
+
+    async def _start(self) -> None:
         box = SecretBox(load_key(self._security.key_path(self._data_dir), self._security.key_env))
         account = reveal_account(self._account, box)
         pool = await create_pool(self._dsn, 4)
@@ -75,13 +78,16 @@ class AccountActor:
             auto_login=build_auto_login(account),
             gate=OrderGate(self._account.id, pace, self._account.order_queue_limit, _utc_now),
             breaker=CircuitBreaker(self._routing.circuit_failures, self._routing.circuit_reset_seconds),
+            in_flight_grace=self._account.in_flight_grace_seconds,
         )
         await runtime.start()
         self._runtime = runtime
 
     async def _ready(self) -> AccountRuntime:
-        if self._runtime is None:  # after a Ray restart the first message starts it again
-            await self.start()
+        """The runtime, started by the first message after a Ray restart, once however many messages arrive."""
+        async with self._starting:
+            if self._runtime is None:
+                await self._start()
         assert self._runtime is not None
         return self._runtime
 

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from engine.brokers.base import (
@@ -33,7 +33,7 @@ from engine.brokers.base import (
 from engine.brokers.pacing import OrderGate, order_windows
 from engine.brokers.session import LoginFlow
 from engine.domain import IllegalTransition, InstrumentId, Order, OrderRequest, OrderStatus
-from engine.domain.accounts import AccountSnapshot, AccountStatus, DayCount, Submission
+from engine.domain.accounts import AccountSnapshot, AccountStatus, DayCount, Submission, reconciling
 from engine.domain.ids import new_order_id
 from engine.domain.sessions import IST
 from engine.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceUnavailable
@@ -49,6 +49,8 @@ _EWMA = 0.2
 DEFAULT_ORDERS_PER_SECOND = 8
 DEFAULT_QUEUE_LIMIT = 100
 QUOTE_REUSE_SECONDS = 2.0  # a market-data quote younger than this (or the sync interval) serves the sync's marks
+DEFAULT_IN_FLIGHT_GRACE = 20.0
+KNOWN_ORDERS_DAYS = 7  # broker order books hold a day; ids older than this cannot come back
 
 
 def _now() -> datetime:
@@ -79,10 +81,13 @@ class AccountRuntime:
         auto_login: Callable[[str], Awaitable[str]] | None = None,
         gate: OrderGate | None = None,
         breaker: CircuitBreaker | None = None,
+        in_flight_grace: float = DEFAULT_IN_FLIGHT_GRACE,
     ) -> None:
         """`auto_login` turns a login URL into the broker's redirect URL without a person (simulators).
 
-        Without `gate`, orders go at the default 8 a second within the broker's caps.
+        Without `gate`, orders go at the default 8 a second within the broker's caps. An order in flight that no
+        call here is sending and that the broker's book still lacks `in_flight_grace` seconds after it was last
+        sent (or after this start) never reached the broker, and is rejected as such.
         """
         self.account = account
         self.broker = broker
@@ -93,12 +98,16 @@ class AccountRuntime:
         self._session_expires: datetime | None = None
         self._interval = sync_interval
         self._live: dict[str, Order] = {}
+        self._sending: set[str] = set()  # in flight from this process: stored, waiting for its turn or the broker
+        self._broker_ids: set[str] = set()  # broker order ids the daemon's orders already stand for
+        self._grace = timedelta(seconds=in_flight_grace)
+        self._started_at = _now()
         self._trade_ids: set[str] = set()
         self._state_lock = asyncio.Lock()
         self._sync_lock = asyncio.Lock()
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._snapshot = AccountSnapshot(account, broker, AccountStatus.STARTING)
+        self._snapshot = AccountSnapshot(account, broker, AccountStatus.RECONCILING)
         pace = order_windows(DEFAULT_ORDERS_PER_SECOND, adapter.order_limits)
         self._gate = gate or OrderGate(account, pace, DEFAULT_QUEUE_LIMIT, _now)
         self._breaker = breaker or CircuitBreaker()
@@ -108,7 +117,13 @@ class AccountRuntime:
         self._quoted: dict[InstrumentId, tuple[float, Quote]] = {}  # market data's answers, monotonic arrival
 
     async def start(self) -> None:
+        """Recovery: reload from the database, then reconcile with the broker; until that succeeds the account
+        is RECONCILING and refuses orders (the sync loop keeps trying)."""
+        self._started_at = _now()
         self._live = {o.order_id: o for o in await self._store.live_orders(self.account)}
+        self._broker_ids = await self._store.broker_order_ids(
+            self.account, self._started_at - timedelta(days=KNOWN_ORDERS_DAYS)
+        )
         today = _today()
         midnight = datetime.combine(today, datetime.min.time(), tzinfo=IST)
         self._orders_today = DayCount(today, await self._store.count_since(self.account, midnight))
@@ -160,7 +175,7 @@ class AccountRuntime:
         if self._sessions is not None:
             await self._sessions.save(self.account, session)
         self._session_expires = session.expires_at
-        self._snapshot = replace(self._snapshot, status=AccountStatus.STARTING, login_url="", last_error="")
+        self._snapshot = replace(self._snapshot, status=AccountStatus.RECONCILING, login_url="", last_error="")
         log.info("account %s logged in to %s as %s", self.account, self.broker, session.user_id)
         await self.sync()
 
@@ -197,11 +212,14 @@ class AccountRuntime:
             raise FailedPrecondition(
                 f"account {self.account} needs a broker login: run `trademaster accounts login {self.account}`"
             )
-        if not self._breaker.would_allow() or self._gate.full:
+        unreconciled = self._snapshot.status is AccountStatus.RECONCILING
+        if unreconciled or not self._breaker.would_allow() or self._gate.full:
             # A retry of an order already stored must get that order back, not a refusal.
             known = await self._store.get_by_client_id(request.client_order_id)
             if known is not None:
                 return self._duplicate(known, request)
+            if unreconciled:
+                raise ServiceUnavailable(reconciling(self.account, self._snapshot.last_error))
             if not self._breaker.would_allow():
                 raise ServiceUnavailable(
                     f"account {self.account}: not sending to {self.broker}, its circuit is"
@@ -226,12 +244,20 @@ class AccountRuntime:
             updated_at=now,
             parent_order_id=request.parent_order_id,
         )
-        with self._gate.queued():
-            order, events = await self._store.insert_new(intent)
-            if not events:
-                return self._duplicate(order, request)
-            self._live[order.order_id] = order
-            await self._gate.turn()
+        self._sending.add(intent.order_id)  # from before it is stored, so no sync sees it stored and unclaimed
+        try:
+            with self._gate.queued():
+                order, events = await self._store.insert_new(intent)
+                if not events:
+                    return self._duplicate(order, request)
+                self._live[order.order_id] = order
+                await self._gate.turn()
+            return await self._send(order)
+        finally:
+            self._sending.discard(intent.order_id)  # a wait cancelled before sending leaves it to the grace
+
+    async def _send(self, order: Order) -> Submission:
+        """Hand a stored order to the broker; every outcome is persisted on the order before it is returned."""
         if not self._breaker.allow():
             why = f"not sent: {self.broker}'s circuit is not letting orders through ({self._breaker.last_failure})"
             return self._submission(await self._update(order.order_id, OrderStatus.REJECTED, status_message=why), True)
@@ -362,6 +388,8 @@ class AccountRuntime:
     # -- state changes (each persisted with its event before it is visible) -----------------------
 
     async def _live_order(self, order_id: str) -> Order:
+        if self._snapshot.status is AccountStatus.RECONCILING:
+            raise ServiceUnavailable(reconciling(self.account, self._snapshot.last_error))
         order = self._live.get(order_id)
         if order is None:
             stored = await self._store.get(order_id)
@@ -419,6 +447,8 @@ class AccountRuntime:
     async def _save(self, order: Order, fills: Sequence = ()) -> None:
         await self._store.record(order, fills)
         self._trade_ids.update(f.trade_id for f in fills)
+        if order.broker_order_id:
+            self._broker_ids.add(order.broker_order_id)
         if order.is_terminal:
             self._live.pop(order.order_id, None)
         else:
@@ -444,9 +474,10 @@ class AccountRuntime:
             if not self._breaker.allow():
                 return  # open circuit: wait for the half-open trial
             try:
+                asked_at = _now()
                 orders = await self._adapter.orders()
                 trades = await self._adapter.trades()
-                await self._fold(orders, trades)
+                await self._fold(orders, trades, asked_at)
                 funds_at = _now()
                 funds = await self._adapter.funds()
                 holdings = await self._adapter.holdings()
@@ -481,7 +512,10 @@ class AccountRuntime:
                 pnl_today=day_pnl(trades, marks, _today()),  # type: ignore[arg-type]
             )
 
-    async def _fold(self, orders: list[BrokerOrder], trades: list[BrokerTrade]) -> None:
+    async def _fold(self, orders: list[BrokerOrder], trades: list[BrokerTrade], asked_at: datetime) -> None:
+        """Reconcile with the broker's complete order and trade books, asked for at `asked_at`: in-flight orders
+        are found by tag or, once past the grace, rejected as never sent; orders nobody here placed are adopted
+        as EXTERNAL; every trade not yet recorded becomes a fill of its order."""
         by_id = {o.broker_order_id: o for o in orders}
         by_tag = {o.tag: o for o in orders if o.tag}
         new_trades: dict[str, list[BrokerTrade]] = {}
@@ -489,9 +523,18 @@ class AccountRuntime:
             if trade.trade_id not in self._trade_ids:
                 new_trades.setdefault(trade.broker_order_id, []).append(trade)
         async with self._state_lock:
+            for broker in orders:
+                if broker.broker_order_id not in self._broker_ids and broker.tag not in self._live:
+                    await self._adopt(broker)
             for order in list(self._live.values()):
                 broker = by_id.get(order.broker_order_id or "") or by_tag.get(order.order_id)
                 if broker is None:
+                    if self._never_sent(order, asked_at):
+                        why = (
+                            f"not sent: {self.broker} has no order tagged {order.order_id}"
+                            f" {self._grace.total_seconds():.0f} s after it was sent or the daemon restarted"
+                        )
+                        await self._save(order.moved_to(OrderStatus.REJECTED, _now(), status_message=why))
                     continue
                 try:
                     updated, fills = apply_broker_view(
@@ -506,6 +549,45 @@ class AccountRuntime:
                     except DuplicateFill as exc:
                         log.error("%s; reloading order %s from the database", exc, order.order_id)
                         await self._reload(order.order_id)
+
+    def _never_sent(self, order: Order, asked_at: datetime) -> bool:
+        if order.broker_order_id or order.order_id in self._sending:
+            return False
+        return asked_at - max(order.updated_at, self._started_at) > self._grace
+
+    async def _adopt(self, broker: BrokerOrder) -> None:
+        """Take in an order found at the broker that no daemon order stands for, so its fills count."""
+        why = f"EXTERNAL: found at {self.broker}, not placed by the daemon"
+        tagged = await self._store.get(broker.tag) if broker.tag else None
+        if tagged is not None and tagged.account == self.account:
+            log.error("account %s: broker order %s carries the tag of %s order %s", self.account,
+                      broker.broker_order_id, tagged.status, tagged.order_id)  # fmt: skip
+            why += f"; it carries the tag of daemon order {tagged.order_id}, which is {tagged.status}"
+        now = _now()
+        intent = Order(
+            order_id=new_order_id(),
+            client_order_id=f"external:{self.account}:{broker.broker_order_id}",
+            account=self.account,
+            instrument=broker.instrument,
+            side=broker.side,
+            quantity=broker.quantity,
+            product=broker.product,
+            order_type=broker.order_type,
+            price=broker.price,
+            trigger_price=broker.trigger_price,
+            status=OrderStatus.SUBMITTED,
+            created_at=now,
+            updated_at=now,
+            broker_order_id=broker.broker_order_id,
+            status_message=why,
+            external=True,
+        )
+        order, _ = await self._store.insert_new(intent)  # adopted before, if it exists: load it again
+        self._broker_ids.add(broker.broker_order_id)
+        if not order.is_terminal:
+            self._live[order.order_id] = order
+        log.warning("account %s: adopted %s order %s as %s", self.account, self.broker, broker.broker_order_id,
+                    order.order_id)  # fmt: skip
 
     async def _reload(self, order_id: str) -> None:
         """Make the in-memory view match the database again after it was found stale."""
@@ -540,9 +622,10 @@ class AccountRuntime:
     def _note_broker_error(self, exc: Exception) -> None:
         if isinstance(exc, Rejected):
             return  # a refused order says nothing about the account's health
+        unreconciled = self._snapshot.status is AccountStatus.RECONCILING
         self._snapshot = replace(
             self._snapshot,
-            status=AccountStatus.DEGRADED,
+            status=AccountStatus.RECONCILING if unreconciled else AccountStatus.DEGRADED,
             last_error=f"{type(exc).__name__}: {exc}",
             consecutive_errors=self._snapshot.consecutive_errors + 1,
         )

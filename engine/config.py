@@ -163,7 +163,16 @@ class AccountSettings(StrictModel):
         8, ge=0, le=SEBI_ORDERS_PER_SECOND, description="order pace (SEBI: at most 10); 0 only for paper accounts"
     )
     order_queue_limit: int = Field(100, ge=1, le=10_000, description="orders that may wait for their pacing turn")
-    sync_interval_seconds: float = Field(1.0, ge=0.05, le=60)
+    sync_interval_seconds: float = Field(
+        1.0, ge=0.05, le=60, description="how often the account reconciles with its broker's orders, trades and funds"
+    )
+    in_flight_grace_seconds: float = Field(
+        20,
+        ge=1,
+        le=3600,
+        description="an order whose submission got no answer (or was cut off by a restart) and that the broker's"
+        " book still lacks this long after is rejected as never sent; keep it above the broker's request timeout",
+    )
     paper: PaperBookSettings = Field(default_factory=PaperBookSettings)
     connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
     risk: RiskLimits = Field(default_factory=RiskLimits, description="this account's limits, over its groups'")

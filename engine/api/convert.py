@@ -129,6 +129,7 @@ def order_to_proto(order: Order, broker: str) -> orders_pb2.Order:
         created_at=timestamp(order.created_at),
         updated_at=timestamp(order.updated_at),
         parent_order_id=order.parent_order_id or "",
+        external=order.external,
     )
 
 

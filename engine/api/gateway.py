@@ -61,7 +61,7 @@ class Gateway:
         self.store = store
         self.instruments = instruments
         self._snapshots: dict[str, AccountSnapshot] = {
-            a.settings.id: AccountSnapshot(a.settings.id, a.settings.broker_name, AccountStatus.STARTING)
+            a.settings.id: AccountSnapshot(a.settings.id, a.settings.broker_name, AccountStatus.RECONCILING)
             for a in accounts
         }
         self._task: asyncio.Task[None] | None = None

@@ -14,9 +14,9 @@ from decimal import Decimal
 
 from engine.api.gateway import Gateway
 from engine.domain import Instrument, InstrumentId, OrderRequest
-from engine.domain.accounts import NO_COUNT, AccountSnapshot, AccountStatus, DayCount, Submission
+from engine.domain.accounts import NO_COUNT, AccountSnapshot, AccountStatus, DayCount, Submission, reconciling
 from engine.domain.sessions import IST
-from engine.errors import FailedPrecondition
+from engine.errors import FailedPrecondition, ServiceUnavailable
 from engine.risk import RiskContext, RiskLimits, RiskViolation, SessionCalendar, check_order
 from engine.routing import Hold, Reservations, claim
 
@@ -131,6 +131,8 @@ class PreTradeRisk:
     ) -> RiskViolation | None:
         account = piece.account
         snap = self._gw.snapshot(account)
+        if snap.status is AccountStatus.RECONCILING:
+            raise ServiceUnavailable(reconciling(account, snap.last_error))
         if snap.last_sync is None:
             if snap.status is AccountStatus.LOGIN_REQUIRED:
                 return None  # it refuses every order until a login, and a login refreshes its snapshot at once

@@ -14,10 +14,19 @@ from engine.domain.types import Product
 
 
 class AccountStatus(StrEnum):
-    STARTING = "STARTING"
+    RECONCILING = "RECONCILING"  # started, not yet matched against its broker's books: orders wait
     ACTIVE = "ACTIVE"
     LOGIN_REQUIRED = "LOGIN_REQUIRED"
     DEGRADED = "DEGRADED"
+
+
+def reconciling(account: str, last_error: str = "") -> str:
+    """Why an order for a RECONCILING account is refused; the gateway and the account both say it."""
+    why = f"; last attempt: {last_error}" if last_error else ""
+    return (
+        f"account {account} is reconciling with its broker (reading its order book, trades and positions"
+        f" after a start){why}; no order was sent, try again shortly"
+    )
 
 
 class CircuitState(StrEnum):

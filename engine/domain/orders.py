@@ -79,6 +79,7 @@ class Order:
     broker_order_id: str | None = None
     status_message: str = ""
     parent_order_id: str | None = None
+    external: bool = False  # placed at the broker outside the daemon, adopted by reconciliation
 
     @property
     def is_terminal(self) -> bool:

@@ -84,7 +84,9 @@ def candidate(snapshot: AccountSnapshot, order: OrderShape, reserved: Reserved, 
     )
     if snapshot.status is AccountStatus.LOGIN_REQUIRED:
         return replace(base, excluded="needs a broker login")
-    if snapshot.status is AccountStatus.STARTING or snapshot.funds is None:
+    if snapshot.status is AccountStatus.RECONCILING:
+        return replace(base, excluded="reconciling with its broker")
+    if snapshot.funds is None:
         return replace(base, excluded="not synced with its broker yet")
     if snapshot.circuit is CircuitState.OPEN:
         return replace(base, excluded=f"circuit open after repeated broker failures ({snapshot.last_error})")

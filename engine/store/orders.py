@@ -35,12 +35,12 @@ _TERMINAL = [s.value for s in TERMINAL_STATUSES]
 _ORDER_COLUMNS = (
     "order_id, client_order_id, account_id, instrument, side, quantity, product, order_type, price,"
     " trigger_price, status, filled_quantity, average_price, broker_order_id, status_message,"
-    " created_at, updated_at, parent_order_id"
+    " created_at, updated_at, parent_order_id, external"
 )
 
 _ORDER_TYPES = (
     "text", "text", "text", "text", "text", "bigint", "text", "text", "numeric", "numeric", "text", "bigint",
-    "numeric", "text", "text", "timestamptz", "timestamptz", "text",
+    "numeric", "text", "text", "timestamptz", "timestamptz", "text", "boolean",
 )  # fmt: skip
 
 
@@ -64,6 +64,7 @@ def _order_from_row(row: asyncpg.Record) -> Order:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         parent_order_id=row["parent_order_id"],
+        external=row["external"],
     )
 
 
@@ -72,7 +73,7 @@ def _order_values(o: Order) -> tuple[object, ...]:
         o.order_id, o.client_order_id, o.account, str(o.instrument), o.side.value, o.quantity,
         o.product.value, o.order_type.value, o.price, o.trigger_price, o.status.value,
         o.filled_quantity, o.average_price, o.broker_order_id, o.status_message, o.created_at, o.updated_at,
-        o.parent_order_id,
+        o.parent_order_id, o.external,
     )  # fmt: skip
 
 
@@ -243,6 +244,16 @@ class OrderStore:
         return await self._pool.fetchval(
             "SELECT count(*) FROM orders WHERE account_id = $1 AND created_at >= $2", account, since
         )
+
+    async def broker_order_ids(self, account: str, since: datetime) -> set[str]:
+        """The broker ids of the account's orders changed since `since`: what reconciliation already knows."""
+        rows = await self._pool.fetch(
+            "SELECT broker_order_id FROM orders WHERE account_id = $1 AND broker_order_id IS NOT NULL"
+            " AND updated_at >= $2",
+            account,
+            since,
+        )
+        return {r["broker_order_id"] for r in rows}
 
     async def trade_ids(self, account: str) -> set[str]:
         rows = await self._pool.fetch("SELECT trade_id FROM fills WHERE account_id = $1", account)

@@ -1,7 +1,9 @@
 """The account runtime against a real PostgreSQL and the paper broker, with broker faults injected.
 
 These pin the exactly-once rule: an ambiguous submission stays in flight and is found by its tag,
-never sent again; a refused one is rejected; a repeated client order id sends nothing.
+never sent again; a refused one is rejected; a repeated client order id sends nothing. And recovery:
+an account refuses orders until it has reconciled, adopts orders it did not place, and rejects an
+in-flight order its broker never got.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ from engine.account import AccountRuntime
 from engine.brokers.base import Ambiguous, BrokerOrder, PlaceRequest, Unavailable
 from engine.brokers.pacing import OrderGate, OrderQueueFull
 from engine.brokers.paper import PaperBroker
-from engine.domain import InstrumentId, OrderRequest, OrderStatus, OrderType, Product, Side
-from engine.domain.accounts import CircuitState, DayCount
+from engine.domain import InstrumentId, Order, OrderRequest, OrderStatus, OrderType, Product, Side
+from engine.domain.accounts import AccountStatus, CircuitState, DayCount
+from engine.domain.ids import new_order_id
 from engine.domain.sessions import IST
 from engine.errors import FailedPrecondition, ServiceUnavailable
 from engine.instrument_master import InstrumentMaster
@@ -81,6 +84,7 @@ async def build(database: str, tmp_path: Path) -> AsyncIterator[Callable[..., Aw
         broker = FlakyBroker("paper", paper.exchange)
         account = f"acct-{tmp_path.name[-12:]}-{len(started)}"
         interval = options.pop("sync_interval", 0.05)
+        broker.down = options.pop("down", False)
         rt = AccountRuntime(account, "paper", broker, store, sync_interval=interval, **options)
         await rt.start()
         started.append(rt)
@@ -249,3 +253,96 @@ async def test_orders_today_counts_each_stored_order_once_and_survives_a_restart
         assert restarted.snapshot().orders_today == DayCount(today, 2)
     finally:
         await restarted.stop()
+
+
+# -- recovery and reconciliation ------------------------------------------------------------------------------
+
+
+def _in_flight(account: str, client_id: str, at: datetime) -> Order:
+    """An order as a daemon killed between storing it and hearing from its broker leaves it."""
+    return Order(
+        order_id=new_order_id(), client_order_id=client_id, account=account,
+        instrument=InstrumentId.parse("NSE:INFY"), side=Side.BUY, quantity=3, product=Product.MIS,
+        order_type=OrderType.MARKET, status=OrderStatus.SUBMITTED, created_at=at, updated_at=at,
+    )  # fmt: skip
+
+
+async def test_an_account_refuses_orders_until_it_has_reconciled(build) -> None:
+    rt, broker, store = await build(down=True, sync_interval=60)
+    assert rt.snapshot().status is AccountStatus.RECONCILING and "connection refused" in rt.snapshot().last_error
+    with pytest.raises(ServiceUnavailable, match=r"is reconciling with its broker .* no order was sent"):
+        await rt.submit(_request(rt.account, f"{rt.account}-early"))
+    assert await store.get_by_client_id(f"{rt.account}-early") is None
+    await rt.sync()  # still down: still reconciling, not merely degraded
+    assert rt.snapshot().status is AccountStatus.RECONCILING
+    broker.down = False
+    await rt.sync()
+    assert rt.snapshot().status is AccountStatus.ACTIVE
+    assert (await rt.submit(_request(rt.account, f"{rt.account}-early"))).order.status is not OrderStatus.REJECTED
+
+
+async def test_orders_placed_outside_the_daemon_are_adopted_once_as_external(build) -> None:
+    rt, broker, store = await build(sync_interval=60)
+    outside = broker.exchange.place(
+        PlaceRequest(tag="", instrument=InstrumentId.parse("NSE:TCS"), side=Side.SELL, quantity=4,
+                     product=Product.MIS, order_type=OrderType.MARKET)
+    )  # fmt: skip
+    await rt.sync()
+    await rt.sync()
+    adopted = await store.get_by_client_id(f"external:{rt.account}:{outside}")
+    assert adopted is not None and adopted.external and adopted.broker_order_id == outside
+    assert adopted.status is OrderStatus.FILLED and adopted.filled_quantity == 4 and adopted.side is Side.SELL
+    assert "not placed by the daemon" in adopted.status_message
+    fills = [f for _, f in await store.fills_after(0) if f.order_id == adopted.order_id]
+    assert sum(f.quantity for f in fills) == 4, "its trades are fills the ledger counts"
+    restarted = AccountRuntime(rt.account, "paper", broker, store, sync_interval=60)
+    await restarted.start()
+    await restarted.stop()
+    mine = await store.list(accounts=[rt.account], limit=100)
+    assert [o.order_id for o in mine if o.broker_order_id == outside] == [adopted.order_id], "adopted once"
+
+
+async def test_in_flight_orders_after_a_crash_are_found_by_tag_or_rejected_after_the_grace(build) -> None:
+    rt, broker, store = await build(sync_interval=60)
+    await rt.stop()
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    sent = _in_flight(rt.account, f"{rt.account}-sent", long_ago)
+    lost = _in_flight(rt.account, f"{rt.account}-lost", long_ago)
+    for order in (sent, lost):
+        await store.insert_new(order)
+    broker.exchange.place(
+        PlaceRequest(tag=sent.order_id, instrument=sent.instrument, side=sent.side, quantity=sent.quantity,
+                     product=sent.product, order_type=sent.order_type)
+    )  # fmt: skip
+    restarted = AccountRuntime(rt.account, "paper", broker, store, sync_interval=60, in_flight_grace=0.3)
+    await restarted.start()
+    try:
+        found = await store.get(sent.order_id)
+        assert found is not None and found.status is OrderStatus.FILLED and not found.external
+        waiting = await store.get(lost.order_id)
+        assert waiting is not None and waiting.status is OrderStatus.SUBMITTED, "the grace counts from the start"
+        await asyncio.sleep(0.35)
+        await restarted.sync()
+        given_up = await store.get(lost.order_id)
+        assert given_up is not None and given_up.status is OrderStatus.REJECTED
+        assert f"not sent: paper has no order tagged {lost.order_id}" in given_up.status_message
+        assert _broker_orders_tagged(broker, lost.order_id) == 0
+        late = broker.exchange.place(
+            PlaceRequest(tag=lost.order_id, instrument=lost.instrument, side=lost.side, quantity=lost.quantity,
+                         product=lost.product, order_type=lost.order_type)
+        )  # fmt: skip
+        await restarted.sync()
+        stray = await store.get_by_client_id(f"external:{rt.account}:{late}")
+        assert stray is not None and stray.external, "an order that arrives after all is still not lost"
+        assert f"carries the tag of daemon order {lost.order_id}, which is REJECTED" in stray.status_message
+    finally:
+        await restarted.stop()
+
+
+async def test_an_order_waiting_for_its_pacing_turn_is_never_given_up(build) -> None:
+    gate = OrderGate("slow", [(1, 1.0)], max_queue=5, clock=_utc_now)
+    rt, broker, _ = await build(gate=gate, sync_interval=0.05, in_flight_grace=0.1)
+    sends = [asyncio.create_task(rt.submit(_request(rt.account, f"{rt.account}-q{n}"))) for n in range(3)]
+    done = await asyncio.gather(*sends)
+    assert all(s.order.status is not OrderStatus.REJECTED for s in done), [s.order for s in done]
+    assert all(_broker_orders_tagged(broker, s.order.order_id) == 1 for s in done)

@@ -149,7 +149,7 @@ def test_manual_login_through_the_cli(daemon: Daemon) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "kite-manual" in done.stdout
-    assert _status(daemon, "kite-manual") in ("ACCOUNT_STATUS_ACTIVE", "ACCOUNT_STATUS_STARTING")
+    assert _status(daemon, "kite-manual") in ("ACCOUNT_STATUS_ACTIVE", "ACCOUNT_STATUS_RECONCILING")
     order = _buy(daemon, "kite-manual", "manual-after-login", 2)
     wait_for(lambda: _filled(daemon, order.order_id), timeout=30)
 

@@ -19,7 +19,7 @@ from engine.domain import Instrument, InstrumentId, OrderRequest, OrderType, Pro
 from engine.domain.accounts import NO_COUNT, AccountSnapshot, AccountStatus, DayCount, Submission
 from engine.domain.orders import Order, OrderStatus
 from engine.domain.sessions import IST, TradingSessions
-from engine.errors import FailedPrecondition
+from engine.errors import FailedPrecondition, ServiceUnavailable
 from engine.ledger import day_pnl
 from engine.risk import RiskLimits, RiskViolation
 from engine.routing import Hold, Reservations, claim
@@ -317,6 +317,13 @@ def test_an_account_never_synced_cannot_be_checked_unless_it_needs_a_login() -> 
         check.check(BUY, INFY_MASTER, D(1500), [("ka1", 1)])
     login = risk({"ka1": RiskLimits()}, ka1=snapshot(last_sync=None, status=AccountStatus.LOGIN_REQUIRED))
     login.check(BUY, INFY_MASTER, D(1500), [("ka1", 1)])  # the account itself refuses, saying how to log in
+
+
+def test_a_reconciling_account_is_unavailable_even_with_an_older_sync() -> None:
+    restarted = snapshot(status=AccountStatus.RECONCILING, last_error="Unavailable: HTTP 503 from /orders")
+    check = risk({"ka1": RiskLimits()}, ka1=restarted)
+    with pytest.raises(ServiceUnavailable, match=r"ka1 is reconciling .* HTTP 503 from /orders; no order was sent"):
+        check.check(BUY, INFY_MASTER, D(1500), [("ka1", 1)])
 
 
 # -- what the account runtime reports -----------------------------------------------------------------

@@ -211,11 +211,11 @@ def test_capacity_reasons_are_readable() -> None:
             "needs a broker login",
             id="login-before-circuit",
         ),
-        pytest.param(snapshot(None, status=AccountStatus.STARTING), "not synced with its broker yet", id="starting"),
+        pytest.param(snapshot(None, status=AccountStatus.RECONCILING), "reconciling with its broker", id="reconciling"),
         pytest.param(
-            snapshot(10**9, status=AccountStatus.STARTING),
-            "not synced with its broker yet",
-            id="starting-with-stale-funds",
+            snapshot(10**9, status=AccountStatus.RECONCILING),
+            "reconciling with its broker",
+            id="reconciling-with-stale-funds",
         ),
         pytest.param(snapshot(None), "not synced with its broker yet", id="no-funds-yet"),
         pytest.param(

@@ -35,6 +35,8 @@ class LedgerActor:
             while batch := await self._store.fills_after(self._sequence):
                 self._ledger.apply_many(fill for _, fill in batch)
                 self._sequence = batch[-1][0]
+            for key in self._ledger.unordered():
+                self._ledger.rebuild(key, await self._store.book_fills(*key, self._sequence))
             return self._sequence
 
     async def positions(self, accounts: Collection[str] | None = None) -> list[PositionState]:

@@ -13,21 +13,26 @@ from decimal import Decimal
 from engine.domain.instruments import InstrumentId
 from engine.domain.orders import Fill
 from engine.domain.types import Product
-from engine.ledger.fifo import PositionBook, PositionState
+from engine.ledger.fifo import PositionBook, PositionState, execution_order
 
 _ZERO = Decimal(0)
 
-_BookKey = tuple[str, InstrumentId, Product]
+BookKey = tuple[str, InstrumentId, Product]
 
 
 class Ledger:
-    """Position books for many accounts, fed by fills that may be replayed."""
+    """Position books for many accounts, fed by fills that may be replayed or arrive out of execution order.
 
-    __slots__ = ("_applied", "_books")
+    A fill older than one its book already holds leaves the book to be rebuilt (`unordered`, `rebuild`) from
+    all its fills in execution order, so FIFO matches what the exchange did, whatever order they came in.
+    """
+
+    __slots__ = ("_applied", "_books", "_unordered")
 
     def __init__(self) -> None:
-        self._books: dict[_BookKey, PositionBook] = {}
+        self._books: dict[BookKey, PositionBook] = {}
         self._applied: set[tuple[str, str]] = set()
+        self._unordered: set[BookKey] = set()
 
     def apply(self, fill: Fill) -> bool:
         """Apply `fill` once; False, with nothing changed, if its (account, trade_id) was seen."""
@@ -38,13 +43,29 @@ class Ledger:
         book = self._books.get(key)
         if book is None:
             book = PositionBook(*key)
+        late = book.latest is not None and execution_order(fill) < book.latest
         book.apply(fill)  # raises before anything is recorded if the fill is malformed
+        if late:
+            self._unordered.add(key)
         self._books[key] = book
         self._applied.add(trade_key)
         return True
 
     def apply_many(self, fills: Iterable[Fill]) -> int:
         return sum(self.apply(fill) for fill in fills)
+
+    def unordered(self) -> list[BookKey]:
+        """The books a late fill left out of execution order; each must be rebuilt from all its fills."""
+        return sorted(self._unordered)
+
+    def rebuild(self, key: BookKey, fills: Iterable[Fill]) -> None:
+        """Replace one book by its fills (every one applied so far, and only those) in execution order."""
+        book = PositionBook(*key)
+        for fill in sorted(fills, key=execution_order):
+            book.apply(fill)
+            self._applied.add((fill.account, fill.trade_id))
+        self._books[key] = book
+        self._unordered.discard(key)
 
     def positions(self, accounts: Collection[str] | None = None) -> list[PositionState]:
         """Every book that has traded, flat ones included since they still carry realised PnL."""

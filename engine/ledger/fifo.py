@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from engine.domain.instruments import InstrumentId
@@ -16,6 +17,15 @@ from engine.domain.orders import Fill
 from engine.domain.types import Product
 
 _ZERO = Decimal(0)
+
+ExecutionOrder = tuple[datetime, int, str]
+
+
+def execution_order(fill: Fill) -> ExecutionOrder:
+    """Where a fill falls in time: FIFO matches lots by when they traded, not by when the daemon learned of
+    them (a restart or an adopted order can bring old trades late). Ties within a timestamp go by trade id,
+    numerically for the exchanges' numeric ids."""
+    return (fill.filled_at, len(fill.trade_id), fill.trade_id)
 
 
 @dataclass(slots=True)
@@ -58,6 +68,7 @@ class PositionBook:
         "buy_quantity",
         "buy_value",
         "instrument",
+        "latest",
         "product",
         "realised",
         "sell_quantity",
@@ -74,10 +85,14 @@ class PositionBook:
         self.sell_quantity = 0
         self.buy_value: Decimal = _ZERO
         self.sell_value: Decimal = _ZERO
+        self.latest: ExecutionOrder | None = None  # the latest fill applied, in execution order
 
     def apply(self, fill: Fill) -> Decimal:
         """Fold one fill in and return the realised PnL it produced (0 if it only opened)."""
         self._check(fill)
+        at = execution_order(fill)
+        if self.latest is None or at > self.latest:
+            self.latest = at
         value = fill.quantity * fill.price
         if fill.side.sign > 0:
             self.buy_quantity += fill.quantity

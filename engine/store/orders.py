@@ -270,6 +270,15 @@ class OrderStore:
     async def head_sequence(self) -> int:
         return await self._pool.fetchval("SELECT coalesce(max(seq), 0) FROM order_events")
 
+    async def book_fills(self, account: str, instrument: InstrumentId, product: Product, through: int) -> list[Fill]:
+        """One position book's fills with a sequence up to `through`: what the ledger rebuilds it from."""
+        rows = await self._pool.fetch(
+            "SELECT account_id, trade_id, order_id, instrument, side, product, quantity, price, filled_at"
+            " FROM fills WHERE account_id = $1 AND instrument = $2 AND product = $3 AND seq <= $4",
+            account, str(instrument), product.value, through,
+        )  # fmt: skip
+        return [_fill_from_row(r) for r in rows]
+
     async def fills_after(self, sequence: int, limit: int = 10_000) -> list[tuple[int, Fill]]:
         rows = await self._pool.fetch(
             "SELECT account_id, trade_id, order_id, instrument, side, product, quantity, price, filled_at, seq"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, getcontext, localcontext
 
 import pytest
@@ -479,3 +480,24 @@ def test_ledger_replays_and_consolidates(fills: list[tuple[str, Side, int, Decim
         assert row.average_price == row.open_cost / row.quantity
     else:
         assert row.average_price is None
+
+
+def test_a_late_fill_leaves_its_book_to_be_rebuilt_in_execution_order() -> None:
+    """A fill the daemon learns of late (after a restart) still closes against the lots that traded first."""
+    first, second, exit_ = (
+        replace(fill(Side.BUY, 10, "100", trade_id="9"), filled_at=AT),
+        replace(fill(Side.BUY, 10, "110", trade_id="10"), filled_at=AT),  # same second: numeric id order
+        replace(fill(Side.SELL, 10, "120", trade_id="11"), filled_at=AT + timedelta(seconds=1)),
+    )
+    other = replace(fill(Side.BUY, 1, "50", instrument=TCS), filled_at=AT)
+    ledger = Ledger()
+    ledger.apply_many([other, second, exit_])
+    assert ledger.unordered() == []
+    ledger.apply(first)
+    key = ("ACC1", INFY, Product.CNC)
+    assert ledger.unordered() == [key]
+    ledger.rebuild(key, [exit_, first, second])
+    assert ledger.unordered() == []
+    infy = next(p for p in ledger.positions() if p.instrument == INFY)
+    assert (infy.realised_pnl, infy.quantity, infy.average_price) == (D(200), 10, D(110))
+    assert not ledger.apply(first), "the rebuilt book's fills still count as applied"

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import time
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ from engine.sim.http import Front
 from engine.sim.venue import SimVenue
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TICK_SECONDS = 0.25
 _FRONT_MODULES: dict[str, str] = {"kite": "engine.sim.kite_front", "upstox": "engine.sim.upstox_front"}
@@ -125,9 +127,24 @@ class SimServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = _server(self.app)
         self._thread = threading.Thread(target=self._run, name=f"sim-{settings.broker}", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._server.serve(sockets=[self._sock])
+
+    def call(self, job: Callable[[SimVenue], T]) -> T:
+        """Run `job(venue)` on the simulator's own thread, so a test reads or changes the books without racing
+        the requests and ticks that change them."""
+        assert self._loop is not None, "start the simulator first"
+
+        async def run() -> T:
+            return job(self.venue)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
 
     def start(self) -> SimServer:
         self._thread.start()

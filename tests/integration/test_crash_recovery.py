@@ -33,7 +33,7 @@ from engine.sim.server import SimServer
 from engine.sim.venue import SimVenue
 from tests.integration.daemon import ROOT, Daemon, wait_for
 from tests.integration.sims import APP, FLAT, LAKH, pin_price, sim_account, sim_user
-from trademaster.v1 import common_pb2, orders_pb2, portfolio_pb2
+from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2
 
 SYMBOLS = ("INFY", "TCS", "SBIN", "ITC")
 BASE = 1000
@@ -386,3 +386,62 @@ def test_soak_500_orders_10_kills(tmp_path: Path) -> None:
 @pytest.mark.soak
 def test_soak_500_orders_10_kills_with_broker_faults(tmp_path: Path) -> None:
     _soak(Plan(orders=500, kills=10, faults=True, actor_kills=5), tmp_path, "crash-faults-soak", seed=4)
+
+
+def test_an_account_that_cannot_reconcile_refuses_orders_and_the_others_carry_on(tmp_path: Path) -> None:
+    """Its broker answers everything but the order book: it stays RECONCILING, and UNAVAILABLE says why."""
+    kite = SimServer(SimSettings(broker="kite", market=FLAT, apps=[APP], users=[sim_user("KR0001", 50 * LAKH)]))
+    upstox = SimServer(SimSettings(broker="upstox", market=FLAT, apps=[APP], users=[sim_user("UR0001", 50 * LAKH)]))
+    for server in (kite.start(), upstox.start()):
+        pin_price(server.url, "NSE:INFY", BASE)
+    httpx.post(f"{kite.url}/__sim__/faults", json={"endpoint": "orders", "error_rate": 1}).raise_for_status()
+    daemon = Daemon(tmp_path / "data", ROOT / "test-artifacts" / "daemon-reconciling.log")
+    daemon.config.write_text(
+        daemon.tables()
+        + "[routing]\ncircuit_reset_seconds = 0.5\n"
+        + sim_account("r1", "kite", kite.url, "KR0001", extra=EXTRA)
+        + sim_account("r2", "upstox", upstox.url, "UR0001", extra=EXTRA)
+    )
+    daemon.start()
+    try:
+        with daemon.client() as client:
+            stuck = client.accounts.GetAccount(accounts_pb2.GetAccountRequest(id="r1"), timeout=10)
+            assert stuck.status == accounts_pb2.ACCOUNT_STATUS_RECONCILING and "503" in stuck.health.last_error
+            request = orders_pb2.PlaceOrderRequest(
+                client_order_id="rec-1", account="r1", instrument="NSE:INFY", side=common_pb2.SIDE_BUY, quantity=1,
+                product=common_pb2.PRODUCT_MIS, order_type=common_pb2.ORDER_TYPE_MARKET,
+            )  # fmt: skip
+            with pytest.raises(grpc.RpcError) as refused:
+                client.orders.PlaceOrder(request, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "r1 is reconciling with its broker" in refused.value.details(), refused.value.details()
+            other = client.orders.PlaceOrder(
+                orders_pb2.PlaceOrderRequest(
+                    client_order_id="rec-2", account="r2", instrument="NSE:INFY", side=common_pb2.SIDE_BUY,
+                    quantity=1, product=common_pb2.PRODUCT_MIS, order_type=common_pb2.ORDER_TYPE_MARKET,
+                ),
+                timeout=10,
+            )  # fmt: skip
+            assert other.order.status != orders_pb2.ORDER_STATUS_REJECTED
+            httpx.delete(f"{kite.url}/__sim__/faults").raise_for_status()
+            wait_for(
+                lambda: client.accounts.GetAccount(accounts_pb2.GetAccountRequest(id="r1"), timeout=10).status
+                == accounts_pb2.ACCOUNT_STATUS_ACTIVE,
+                timeout=30,
+            )
+            placed = wait_for(lambda: _placed_once_active(client, request), timeout=10)
+            assert placed.order.account == "r1" and not placed.duplicate
+    finally:
+        daemon.stop()
+        kite.stop()
+        upstox.stop()
+
+
+def _placed_once_active(client: Client, request: orders_pb2.PlaceOrderRequest) -> orders_pb2.PlaceOrderResponse | None:
+    """The order placed, once the gateway's copy of the account's state has caught up with its recovery."""
+    try:
+        return client.orders.PlaceOrder(request, timeout=10)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        return None

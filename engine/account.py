@@ -279,17 +279,17 @@ class AccountRuntime:
             # It may be at the broker: keep it in flight; the sync finds it by tag.
             self._observe(exc)
             log.warning("order %s in flight after ambiguous submission: %s", order.order_id, exc)
-            return self._submission(await self._update(order.order_id, status_message=f"in flight: {exc}"))
+            return self._submission(await self._answered(order.order_id, None, status_message=f"in flight: {exc}"))
         except BrokerError as exc:
             self._observe(exc)
             self._note_broker_error(exc)
             unreached = isinstance(exc, Unavailable | RateLimited)
             message = f"not sent: {exc}" if unreached else str(exc)
-            rejected = await self._update(order.order_id, OrderStatus.REJECTED, status_message=message)
+            rejected = await self._answered(order.order_id, OrderStatus.REJECTED, status_message=message)
             return self._submission(rejected, unreached)
         self._observe(None)
         self._note_ack((time.perf_counter() - started) * 1000)
-        acked = await self._ack(order.order_id, broker_id)
+        acked = await self._answered(order.order_id, OrderStatus.OPEN, broker_order_id=broker_id)
         self._kick.set()
         return self._submission(acked)
 
@@ -412,12 +412,14 @@ class AccountRuntime:
             await self._save(updated)
             return updated
 
-    async def _ack(self, order_id: str, broker_order_id: str) -> Order:
+    async def _answered(self, order_id: str, status: OrderStatus | None, **changes: object) -> Order:
+        """Record the broker's answer to a submission, unless a sync found the order at the broker by its tag
+        while the answer was on its way (it may have timed out or been lost): then the broker's view stands."""
         async with self._state_lock:
             order = self._live.get(order_id)
-            if order is None or order.broker_order_id:  # the sync got there first
+            if order is None or order.broker_order_id:
                 return order or await self._store.get(order_id)  # type: ignore[return-value]
-            updated = order.moved_to(OrderStatus.OPEN, _now(), broker_order_id=broker_order_id)
+            updated = order.moved_to(status or order.status, _now(), **changes)
             await self._save(updated)
             return updated
 

@@ -42,6 +42,7 @@ class FlakyBroker(PaperBroker):
     fail_next: str = ""
     down: bool = False  # every call is refused, as when the broker's host is unreachable
     placed_at: list[float]
+    while_answering: Callable[[], Awaitable[None]] | None = None  # runs between accepting and a lost answer
 
     async def place(self, request: PlaceRequest) -> str:
         mode, self.fail_next = self.fail_next, ""
@@ -50,6 +51,8 @@ class FlakyBroker(PaperBroker):
         self.placed_at = [*getattr(self, "placed_at", []), time.monotonic()]
         broker_id = await super().place(request)
         if mode == "lost-response":
+            if self.while_answering is not None:
+                await self.while_answering()
             raise Ambiguous("read timeout after the order was sent")
         return broker_id
 
@@ -128,6 +131,17 @@ async def test_lost_response_stays_in_flight_and_is_adopted_by_tag(runtime) -> N
     found = await store.get(order.order_id)
     assert found is not None and found.status is OrderStatus.FILLED and found.broker_order_id
     assert _broker_orders_tagged(broker, order.order_id) == 1
+
+
+async def test_a_sync_that_finds_the_order_before_its_lost_answer_arrives_stands(runtime) -> None:
+    rt, broker, store = runtime
+    broker.fail_next = "lost-response"
+    broker.while_answering = rt.sync  # the sync finds it by tag, fills it, and lets it go from the live set
+    sent = await rt.submit(_request(rt.account, f"{rt.account}-raced"))
+    assert sent.order.status is OrderStatus.FILLED and sent.order.broker_order_id
+    stored = await store.get(sent.order.order_id)
+    assert stored == sent.order and "in flight" not in stored.status_message
+    assert _broker_orders_tagged(broker, sent.order.order_id) == 1
 
 
 async def test_refused_before_sending_is_rejected_and_nothing_reaches_the_broker(runtime) -> None:

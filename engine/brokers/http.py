@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -65,8 +66,8 @@ class BrokerHttp:
         status = response.status_code
         text = self._error_text(response)
         if status == 429:
-            retry_after = response.headers.get("retry-after", "")
-            return RateLimited(f"{self.broker}: rate limited: {text}", float(retry_after) if retry_after else 1.0)
+            wait = _retry_after(response.headers.get("retry-after"))
+            return RateLimited(f"{self.broker}: rate limited: {text}", wait)
         if self._is_auth_error(response):
             return AuthExpired(f"{self.broker}: session invalid: {text}")
         if status >= 500:
@@ -75,6 +76,21 @@ class BrokerHttp:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait from a Retry-After header, which may be a number or an HTTP date (RFC 9110); 1 when absent
+    or unreadable, so a proxy's odd header still leaves a 429 a RateLimited rather than an error."""
+    if not value:
+        return 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - _utc_now()).total_seconds())
+    except (TypeError, ValueError):
+        return 1.0
 
 
 def json_error_text(*paths: Sequence[str]) -> ErrorText:

@@ -53,6 +53,22 @@ async def test_failures_map_to_outcomes(transport: httpx.MockTransport, outcome:
     await http.close()
 
 
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("3", 3.0), ("Thu, 01 Jan 2099 00:00:00 GMT", None), ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0), ("soon", 1.0)],
+)
+async def test_a_429_is_rate_limited_whatever_its_retry_after(header: str, seconds: float | None) -> None:
+    """A date or an unreadable Retry-After must not turn a 429 (certainly not sent) into an unexpected error."""
+    http = client(answering(429, {"message": "slow down"}, {"retry-after": header}))
+    with pytest.raises(RateLimited) as raised:
+        await http.request("POST", "http://broker.test/orders", category="order")
+    if seconds is None:
+        assert raised.value.retry_after > 365 * 86_400
+    else:
+        assert raised.value.retry_after == seconds
+    await http.close()
+
+
 async def test_success_is_returned() -> None:
     http = client(answering(200, {"status": "success", "data": {"order_id": "1"}}))
     response = await http.request("GET", "http://broker.test/orders", category="other")

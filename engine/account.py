@@ -40,6 +40,7 @@ from engine.errors import FailedPrecondition, InvalidArgument, NotFound, Service
 from engine.ledger import day_pnl
 from engine.order_sync import apply_broker_view, settled_status
 from engine.routing import CircuitBreaker
+from engine.store.database import database_unreachable
 from engine.store.orders import DuplicateFill, OrderStore
 from engine.store.sessions import SessionStore
 
@@ -51,6 +52,7 @@ DEFAULT_QUEUE_LIMIT = 100
 QUOTE_REUSE_SECONDS = 2.0  # a market-data quote younger than this (or the sync interval) serves the sync's marks
 DEFAULT_IN_FLIGHT_GRACE = 20.0
 KNOWN_ORDERS_DAYS = 7  # broker order books hold a day; ids older than this cannot come back
+_DATABASE_DOWN = "database unreachable"
 
 
 def _now() -> datetime:
@@ -99,6 +101,7 @@ class AccountRuntime:
         self._interval = sync_interval
         self._live: dict[str, Order] = {}
         self._sending: set[str] = set()  # in flight from this process: stored, waiting for its turn or the broker
+        self._unsure: set[str] = set()  # intents whose insert failed in a way that may have committed
         self._broker_ids: set[str] = set()  # broker order ids the daemon's orders already stand for
         self._grace = timedelta(seconds=in_flight_grace)
         self._started_at = _now()
@@ -247,7 +250,12 @@ class AccountRuntime:
         self._sending.add(intent.order_id)  # from before it is stored, so no sync sees it stored and unclaimed
         try:
             with self._gate.queued():
-                order, events = await self._store.insert_new(intent)
+                try:
+                    order, events = await self._store.insert_new(intent)
+                except Exception as exc:
+                    if database_unreachable(exc):  # its commit's answer may be what was lost: the sync looks
+                        self._unsure.add(intent.order_id)
+                    raise
                 if not events:
                     return self._duplicate(order, request)
                 self._live[order.order_id] = order
@@ -492,6 +500,11 @@ class AccountRuntime:
                 self._note_broker_error(exc)
                 return
             except Exception as exc:  # a sync must never kill the account
+                if database_unreachable(exc):  # not the broker's doing: nothing against it, one line an outage
+                    if not self._snapshot.last_error.startswith(_DATABASE_DOWN):
+                        log.warning("sync of %s: %s (%s); retrying", self.account, _DATABASE_DOWN, exc)
+                    self._note_error(f"{_DATABASE_DOWN}: {exc}")
+                    return
                 self._observe(exc)
                 log.exception("sync of %s failed", self.account)
                 self._note_broker_error(exc)
@@ -525,6 +538,11 @@ class AccountRuntime:
             if trade.trade_id not in self._trade_ids:
                 new_trades.setdefault(trade.broker_order_id, []).append(trade)
         async with self._state_lock:
+            for order_id in list(self._unsure):
+                stored = await self._store.get(order_id)
+                self._unsure.discard(order_id)
+                if stored is not None and not stored.is_terminal:
+                    self._live[order_id] = stored  # stored but never sent: found by tag or given up after the grace
             for broker in orders:
                 if broker.broker_order_id not in self._broker_ids and broker.tag not in self._live:
                     await self._adopt(broker)
@@ -616,6 +634,15 @@ class AccountRuntime:
         value = millis if previous == 0 else previous + _EWMA * (millis - previous)
         self._snapshot = replace(self._snapshot, ack_latency_ms=value)
 
+    def _note_error(self, why: str) -> None:
+        unreconciled = self._snapshot.status is AccountStatus.RECONCILING
+        self._snapshot = replace(
+            self._snapshot,
+            status=AccountStatus.RECONCILING if unreconciled else AccountStatus.DEGRADED,
+            last_error=why,
+            consecutive_errors=self._snapshot.consecutive_errors + 1,
+        )
+
     def _check_session_expiry(self) -> None:
         if self._session_expires is not None and _now() >= self._session_expires:
             self._session_expires = None
@@ -624,12 +651,6 @@ class AccountRuntime:
     def _note_broker_error(self, exc: Exception) -> None:
         if isinstance(exc, Rejected):
             return  # a refused order says nothing about the account's health
-        unreconciled = self._snapshot.status is AccountStatus.RECONCILING
-        self._snapshot = replace(
-            self._snapshot,
-            status=AccountStatus.RECONCILING if unreconciled else AccountStatus.DEGRADED,
-            last_error=f"{type(exc).__name__}: {exc}",
-            consecutive_errors=self._snapshot.consecutive_errors + 1,
-        )
+        self._note_error(f"{type(exc).__name__}: {exc}")
         if isinstance(exc, AuthExpired):
             self._needs_login(f"{type(exc).__name__}: {exc}")

@@ -36,7 +36,7 @@ from engine.api.placement import Placement
 from engine.api.portfolio import PortfolioService
 from engine.api.registry import AccountRegistry
 from engine.api.security import SecurityService
-from engine.api.server import build_server, mark_serving
+from engine.api.server import build_server, follow_database, mark_serving
 from engine.api.strategies import StrategyService
 from engine.api.strategy_runner import Services, StrategyRunner, strategy_clock
 from engine.api.trading import TradingStates
@@ -201,6 +201,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
         host, port = _split(settings.server.metrics_listen)
         metrics = MetricsServer(host, port, tls_context(settings.server), authenticator, loop)
     await mark_serving(health)
+    database_health = asyncio.create_task(follow_database(health, pool), name="database-health")
     log.info("serving gRPC on %s", settings.server.listen)
     _warn_if_exposed(settings.server)
     print(f"trademaster: serving on {settings.server.listen}", flush=True)
@@ -213,6 +214,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     await stop.wait()
 
     log.info("shutting down: draining calls")
+    database_health.cancel()
     await health.enter_graceful_shutdown()
     await server.stop(settings.server.shutdown_grace_seconds)
     if metrics is not None:

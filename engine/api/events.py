@@ -21,6 +21,7 @@ from prometheus_client import Counter
 
 from engine.api.metrics import EVENTS_PUBLISHED
 from engine.domain import OrderEvent
+from engine.store.database import connect, database_unreachable
 from engine.store.orders import EVENT_CHANNEL, OrderStore
 
 log = logging.getLogger(__name__)
@@ -79,24 +80,36 @@ class SequencedHub(Generic[E]):
             self._changed.notify_all()
 
     async def _pump(self) -> None:
+        """Forever, whatever fails: a pump that died would stall every stream until a restart. While the database
+        is unreachable it retries every poll interval, then drains what was committed meanwhile."""
         conn: asyncpg.Connection | None = None
+        down = False
         while True:
             try:
                 if conn is None or conn.is_closed():
-                    conn = await asyncpg.connect(self._dsn)
+                    conn = await connect(self._dsn)
                     await conn.add_listener(self._channel, lambda *_: self._wake.set())
                 with contextlib.suppress(TimeoutError):  # asyncio.timeout never swallows a racing cancel
                     async with asyncio.timeout(_POLL_SECONDS):
                         await self._wake.wait()
                 self._wake.clear()
                 await self._drain()
+                if down:
+                    log.info("event pump %s: the database is back; caught up to %d", self._channel, self._head)
+                    down = False
             except asyncio.CancelledError:
                 if conn is not None:
                     await conn.close()
                 raise
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("event pump: database unavailable (%s); retrying", exc)
-                conn = None
+            except Exception as exc:
+                if not database_unreachable(exc):
+                    log.exception("event pump %s failed; retrying", self._channel)
+                elif not down:
+                    log.warning("event pump %s: the database is unreachable (%s); retrying", self._channel, exc)
+                    down = True
+                if conn is not None:
+                    conn.terminate()  # a listener on a broken session may never hear again: start afresh
+                    conn = None
                 await asyncio.sleep(_POLL_SECONDS)
 
     async def _drain(self) -> None:

@@ -25,6 +25,7 @@ from engine.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from engine.store.database import database_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     for kind, code in _CODES.items():
         if isinstance(exc, kind):
             return code, str(exc)
+    if database_unreachable(exc):  # not logged here: the event pumps and the audit log report the outage
+        why = str(exc) or type(exc).__name__
+        return grpc.StatusCode.UNAVAILABLE, (
+            f"the database is unreachable ({why}); nothing was acknowledged: retry once it is back"
+            " (a PlaceOrder with the same client_order_id, which never places an order twice)"
+        )
     if isinstance(exc, ray.exceptions.RayActorError):
         return grpc.StatusCode.UNAVAILABLE, "the account's actor is restarting; try again"
     log.exception("internal error", exc_info=exc)

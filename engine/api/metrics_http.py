@@ -22,6 +22,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from engine.api.auth import Authenticator
 from engine.config import ServerSettings
 from engine.errors import Unauthenticated
+from engine.store.database import database_unreachable
 
 AUTH_TIMEOUT_SECONDS = 10.0
 """A token check takes milliseconds; past this the daemon's loop is stuck or shutting down."""
@@ -65,6 +66,11 @@ class _TokenGate:
         except TimeoutError:
             check.cancel()
             return _plain(start_response, "503 Service Unavailable", "the token check timed out; try again", [])
+        except Exception as exc:
+            if not database_unreachable(exc):
+                raise
+            why = f"the database is unreachable ({exc}), so the token cannot be checked; try again"
+            return _plain(start_response, "503 Service Unavailable", why, [])
         return self._app(environ, start_response)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -22,8 +25,12 @@ from trademaster.v1 import (
     strategies_pb2,
 )
 
+log = logging.getLogger(__name__)
+
 _MAX_MESSAGE = 4 * 1024 * 1024
 _SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+DATABASE_PROBE_SECONDS = 1.0
 SERVICE_NAMES = (
     orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
     portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"].full_name,
@@ -80,7 +87,28 @@ def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
     )
 
 
-async def mark_serving(health_servicer: health.aio.HealthServicer) -> None:
-    """Report each service as serving, so per-service health checks (load balancers, k8s) work too."""
+async def mark_serving(
+    health_servicer: health.aio.HealthServicer, status: health_pb2.HealthCheckResponse.ServingStatus = _SERVING
+) -> None:
+    """Report each service as serving (or `status`), so per-service health checks (load balancers, k8s) work too."""
     for name in SERVICE_NAMES:
-        await health_servicer.set(name, _SERVING)
+        await health_servicer.set(name, status)
+
+
+async def follow_database(health_servicer: health.aio.HealthServicer, pool: asyncpg.Pool) -> None:
+    """Forever: report the services NOT_SERVING while the database fails a probe (their calls answer UNAVAILABLE
+    then) and SERVING again once it answers. The server itself (the empty service name, which readiness probes
+    ask) stays SERVING: the daemon is up, and recovers by itself."""
+    serving = True
+    while True:
+        await asyncio.sleep(DATABASE_PROBE_SECONDS)
+        try:
+            await pool.fetchval("SELECT 1", timeout=5 * DATABASE_PROBE_SECONDS)
+            up, why = True, ""
+        except Exception as exc:  # whatever the reason, the services cannot work without it
+            up, why = False, f" ({type(exc).__name__}: {exc})"
+        if up != serving:
+            serving = up
+            state = "back: services SERVING" if up else f"unreachable{why}: services NOT_SERVING"
+            log.warning("the database is %s", state)
+            await mark_serving(health_servicer, _SERVING if up else _NOT_SERVING)

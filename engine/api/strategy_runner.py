@@ -47,6 +47,7 @@ from engine.risk.states import Scope
 from engine.routing.batch import LegOutcome
 from engine.security.principal import Principal
 from engine.security.tokens import Role
+from engine.store.database import database_unreachable
 from engine.store.strategies import Pending, StrategyRecord, StrategyStore, order_client_id
 from engine.store.users import UserStore
 from engine.strategies.base import (
@@ -265,8 +266,15 @@ class StrategyRunner:
                 except _Closed as exc:
                     log.warning("strategy %s: %s", live.strategy_id, exc)
                     return
-                except Exception:
-                    log.exception("strategy %s: unexpected failure; retrying", live.strategy_id)
+                except Exception as exc:
+                    if not database_unreachable(exc):
+                        log.exception("strategy %s: unexpected failure; retrying", live.strategy_id)
+                    else:  # the session starts again from the saved state once the database is back
+                        log.warning(
+                            "strategy %s: the database is unreachable (%s); retrying",
+                            live.strategy_id,
+                            type(exc).__name__,  # a RayTaskError's text is a whole remote traceback
+                        )
                 await asyncio.sleep(_RETRY_SECONDS)
         finally:
             self._gw.quotes.unsubscribe(live.quote_owner)
@@ -276,8 +284,17 @@ class StrategyRunner:
                 ray.kill(live.actor, no_restart=True)
 
     async def _fail(self, live: _Live, why: str) -> None:
+        """Record the failure, waiting out an unreachable database: given up, the strategy would stay RUNNING in
+        the database with no task running it until the daemon restarts."""
         log.warning("strategy %s failed: %s", live.strategy_id, why)
-        await self._store.set_status(live.strategy_id, StrategyStatus.FAILED, why, "failed")
+        while True:
+            try:
+                await self._store.set_status(live.strategy_id, StrategyStatus.FAILED, why, "failed")
+                return
+            except Exception as exc:
+                if not database_unreachable(exc):
+                    raise
+            await asyncio.sleep(_RETRY_SECONDS)
 
     async def _session(self, live: _Live) -> None:
         actor = live.actor

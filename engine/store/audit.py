@@ -2,11 +2,13 @@
 
 Appends are group-committed: callers queue their entries and one task writes whatever is queued in a
 single transaction, so the chain stays a chain under concurrency and a burst costs one round trip.
+While the database is unreachable the entries are held in order (bounded) and written when it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -15,10 +17,15 @@ from datetime import datetime
 import asyncpg
 
 from engine.security.audit_chain import AuditEntry, ChainReport, entry_hash, verify_chain
+from engine.store.database import database_unreachable
 
 log = logging.getLogger(__name__)
 _COLUMNS = "seq, at, actor, action, target, peer, outcome, detail, prev_hash, hash"
 _VERIFY_BATCH = 5000
+_HELD_LIMIT = 10_000
+"""Entries held while the database is unreachable; every RPC is refused then, so the rate limits bound the
+inflow, and this bounds the memory."""
+_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,63 +40,89 @@ def _entry(row: asyncpg.Record) -> AuditEntry:
     )
 
 
-_Pending = tuple[AuditEntry, asyncio.Future[int]]
+_Pending = tuple[AuditEntry, asyncio.Future[None]]
 
 
 class AuditLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop after what is queued
+        self._queued: list[_Pending] = []
+        self._held: list[_Pending] = []  # entries the database was unreachable for, oldest first
+        self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_forever(), name="audit-writer")
 
     async def stop(self) -> None:
-        """Write everything queued so far, then stop; later appends fail at once."""
+        """Write everything queued so far (held entries get one last try), then stop; later appends fail at once."""
         if self._writer is None:
             return
         writer, self._writer = self._writer, None
-        self._queue.put_nowait(None)
+        self._wake.set()
         await writer
 
     async def append(
         self, at: datetime, actor: str, action: str, target: str, peer: str, outcome: str, detail: str
     ) -> None:
-        """Durably append one entry: returns once it is committed."""
+        """Durably append one entry: returns once it is committed, or, while the database is unreachable, once it
+        is held to be written when the database is back (raises only if it could be neither)."""
         if self._writer is None:
             raise RuntimeError("the audit log is stopped")
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((AuditEntry(0, at, actor, action, target, peer, outcome, detail), done))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((AuditEntry(0, at, actor, action, target, peer, outcome, detail), done))
+        self._wake.set()
         await done
 
     async def _write_forever(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [] if first is None else [first]
-            stopping = first is None
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                stopping = stopping or item is None
-                if item is not None:
-                    batch.append(item)
+            with contextlib.suppress(TimeoutError):  # with entries held, try them again every _RETRY_SECONDS
+                async with asyncio.timeout(_RETRY_SECONDS if self._held else None):
+                    await self._wake.wait()
+            self._wake.clear()
+            stopping = self._writer is None
+            held = len(self._held)
+            batch, self._held, self._queued = [*self._held, *self._queued], [], []
             if batch:
                 await self._write_batch(batch)
+            if self._held and not held:
+                log.warning("audit log: the database is unreachable; holding entries until it is back")
+            elif held and not self._held:
+                log.warning("audit log: the database is back; wrote the %d entries held meanwhile", held)
             if stopping:
+                if self._held:
+                    log.critical(
+                        "audit log stopped with %d entries unwritten: the database is unreachable", len(self._held)
+                    )
                 return
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
-        """One transaction for the batch; if it fails, each entry alone, so one bad entry costs only itself."""
+        """One transaction for the batch; if it fails, each entry alone, so one bad entry costs only itself.
+        While the database is unreachable, the batch is held for the next try instead."""
         try:
             await self._commit(batch)
         except Exception as exc:
-            if len(batch) > 1:
+            if database_unreachable(exc):
+                self._hold(batch, exc)
+            elif len(batch) > 1:
                 for pending in batch:
                     await self._write_batch([pending])
-                return
-            log.critical("audit append failed: %s", exc)
-            if not batch[0][1].done():
-                batch[0][1].set_exception(exc)
+            else:
+                log.critical("audit append failed: %s", exc)
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+
+    def _hold(self, batch: list[_Pending], exc: Exception) -> None:
+        """Keep the batch, up to the limit, and let its callers go on; an entry beyond the limit fails its caller,
+        which logs it: memory stays bounded however long the outage."""
+        room = max(0, _HELD_LIMIT - len(self._held))
+        self._held.extend(batch[:room])
+        for n, (_, done) in enumerate(batch):
+            if not done.done():
+                if n < room:
+                    done.set_result(None)
+                else:
+                    done.set_exception(exc)
 
     async def _commit(self, batch: list[_Pending]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -107,10 +140,9 @@ class AuditLog:
                 prev = digest
             await conn.copy_records_to_table("audit_log", records=rows, columns=_COLUMNS.split(", "))
             await conn.execute("UPDATE audit_head SET seq = $1, hash = $2", seq, prev)
-        first = seq - len(batch) + 1
-        for offset, (_, done) in enumerate(batch):
+        for _, done in batch:
             if not done.done():
-                done.set_result(first + offset)
+                done.set_result(None)
 
     async def tail(self, limit: int) -> list[AuditRecord]:
         rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT $1", limit)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 log = logging.getLogger(__name__)
 
 _CONF_NAME = "trademaster.conf"
+_CONNECT_SECONDS = 10.0  # asyncpg waits 60 s by default: a call would hang that long on an unreachable server
 # Every account actor, the ledger, the strategies and the gateway keep their own pools: PostgreSQL's
 # default of 100 connections runs out at about 20 accounts.
 _SETTINGS = {"max_connections": "500"}
@@ -60,7 +63,57 @@ class EmbeddedPostgres:
         self._server.cleanup()  # type: ignore[attr-defined]
 
 
+class DatabaseUnreachable(ConnectionError):
+    """Connecting to PostgreSQL failed at the socket: refused, no socket file, timed out. Raised in place of the
+    bare OSError or TimeoutError, which could come from anywhere, so that it is told apart from other I/O errors
+    (also after crossing Ray, which keeps an exception's type but not its cause)."""
+
+
+_SERVER_GONE = (
+    DatabaseUnreachable,
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or broke, e.g. mid-query
+    asyncpg.CannotConnectNowError,  # starting up, shutting down, in recovery
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached now (rather than that a statement was wrong): the one
+    place that decides it, for the API's UNAVAILABLE, the event pumps and the audit log's retries. A Ray
+    RayTaskError wrapping such an error is one too: Ray makes it an instance of its cause's class."""
+    if isinstance(exc, _SERVER_GONE):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
+async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """`asyncpg.connect`, with a shorter timeout and socket failures raised as DatabaseUnreachable."""
+    kwargs.setdefault("timeout", _CONNECT_SECONDS)
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except (OSError, TimeoutError) as exc:
+        why = os.strerror(exc.errno) if exc.errno else type(exc).__name__  # no address: API callers read this
+        raise DatabaseUnreachable(f"cannot connect: {why}") from exc
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What the pool runs on a connection given back, as asyncpg's default does, except that a server gone by
+    then does not fail the call: its work was committed, and raising would make it look failed (an order's
+    intent stored, but its submission abandoned). The dead connection is replaced at the next acquire."""
+    query = conn.get_reset_query()
+    try:
+        if query:
+            await conn.execute(query)
+    except Exception as exc:
+        if not database_unreachable(exc):
+            raise
+        conn.terminate()
+
+
 async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, command_timeout=30)
+    """A pool that reconnects by itself: a connection the server dropped is replaced at its next acquire."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, command_timeout=30, connect=connect, reset=_reset)
     assert pool is not None
     return pool

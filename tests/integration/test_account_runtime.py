@@ -31,7 +31,7 @@ from engine.errors import FailedPrecondition, ServiceUnavailable
 from engine.instrument_master import InstrumentMaster
 from engine.routing import CircuitBreaker
 from engine.sim.prices import PricePath
-from engine.store.database import EmbeddedPostgres, create_pool
+from engine.store.database import DatabaseUnreachable, EmbeddedPostgres, create_pool
 from engine.store.migrate import migrate
 from engine.store.orders import OrderStore
 
@@ -80,7 +80,7 @@ async def build(database: str, tmp_path: Path) -> AsyncIterator[Callable[..., Aw
     started: list[AccountRuntime] = []
 
     async def make(**options: Any) -> Built:
-        store = OrderStore(pool)
+        store = options.pop("store_type", OrderStore)(pool)
         paper = PaperBroker.open(
             "paper", InstrumentMaster.default(), PricePath(1, 0.0), state_path=None, opening_cash=Decimal("1000000")
         )
@@ -360,3 +360,31 @@ async def test_an_order_waiting_for_its_pacing_turn_is_never_given_up(build) -> 
     done = await asyncio.gather(*sends)
     assert all(s.order.status is not OrderStatus.REJECTED for s in done), [s.order for s in done]
     assert all(_broker_orders_tagged(broker, s.order.order_id) == 1 for s in done)
+
+
+class LostCommitAnswer(OrderStore):
+    """A store whose next insert commits, then loses the answer, as when the database goes down mid-reply."""
+
+    lose_next = False
+
+    async def insert_new(self, order: Order) -> tuple[Order, list]:
+        stored = await super().insert_new(order)
+        if self.lose_next:
+            self.lose_next = False
+            raise DatabaseUnreachable("server closed the connection unexpectedly")
+        return stored
+
+
+async def test_an_intent_whose_commit_answer_was_lost_is_not_left_in_flight(build) -> None:
+    rt, broker, store = await build(store_type=LostCommitAnswer, sync_interval=60, in_flight_grace=0.2)
+    store.lose_next = True
+    with pytest.raises(DatabaseUnreachable):
+        await rt.submit(_request(rt.account, f"{rt.account}-x"))
+    stored = await store.get_by_client_id(f"{rt.account}-x")
+    assert stored is not None and stored.status is OrderStatus.SUBMITTED, "it was stored after all"
+    await rt.sync()
+    await asyncio.sleep(0.25)
+    await rt.sync()
+    settled = await store.get(stored.order_id)
+    assert settled is not None and settled.status is OrderStatus.REJECTED and "not sent" in settled.status_message
+    assert _broker_orders_tagged(broker, stored.order_id) == 0

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from engine.brokers.base import (
     Ambiguous,
@@ -22,6 +23,7 @@ from engine.brokers.base import (
     BrokerAdapter,
     BrokerError,
     BrokerOrder,
+    BrokerOrderStatus,
     BrokerTrade,
     ModifyRequest,
     PlaceRequest,
@@ -130,7 +132,7 @@ class AccountRuntime:
         today = _today()
         midnight = datetime.combine(today, datetime.min.time(), tzinfo=IST)
         self._orders_today = DayCount(today, await self._store.count_since(self.account, midnight))
-        self._trade_ids = await self._store.trade_ids(self.account)
+        self._trade_ids = await self._known_trades()
         for order in list(self._live.values()):
             if order.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_MODIFY):
                 await self._settle(order.order_id, f"{order.status} interrupted by a restart; repeat it if needed")
@@ -230,23 +232,7 @@ class AccountRuntime:
                     f" {self._breaker.consecutive_failures} failures in a row ({self._breaker.last_failure});"
                     f" next try in {self._breaker.retry_in():.0f} s"
                 )
-        now = _now()
-        intent = Order(
-            order_id=new_order_id(),
-            client_order_id=request.client_order_id,
-            account=self.account,
-            instrument=request.instrument,
-            side=request.side,
-            quantity=request.quantity,
-            product=request.product,
-            order_type=request.order_type,
-            price=request.price,
-            trigger_price=request.trigger_price,
-            status=OrderStatus.SUBMITTED,
-            created_at=now,
-            updated_at=now,
-            parent_order_id=request.parent_order_id,
-        )
+        intent = self._intent(request.client_order_id, request, parent_order_id=request.parent_order_id)
         self._sending.add(intent.order_id)  # from before it is stored, so no sync sees it stored and unclaimed
         try:
             with self._gate.queued():
@@ -300,6 +286,26 @@ class AccountRuntime:
         acked = await self._answered(order.order_id, OrderStatus.OPEN, broker_order_id=broker_id)
         self._kick.set()
         return self._submission(acked)
+
+    def _intent(self, client_order_id: str, shape: OrderRequest | BrokerOrder, **extra: Any) -> Order:
+        """A new order of this account, SUBMITTED: one a client asks for, or one found at the broker."""
+        now = _now()
+        return Order(
+            order_id=new_order_id(),
+            client_order_id=client_order_id,
+            account=self.account,
+            instrument=shape.instrument,
+            side=shape.side,
+            quantity=shape.quantity,
+            product=shape.product,
+            order_type=shape.order_type,
+            price=shape.price,
+            trigger_price=shape.trigger_price,
+            status=OrderStatus.SUBMITTED,
+            created_at=now,
+            updated_at=now,
+            **extra,
+        )
 
     def _duplicate(self, order: Order, request: OrderRequest) -> Submission:
         if not _same_order(order, request):
@@ -576,28 +582,24 @@ class AccountRuntime:
         return asked_at - max(order.updated_at, self._started_at) > self._grace
 
     async def _adopt(self, broker: BrokerOrder) -> None:
-        """Take in an order found at the broker that no daemon order stands for, so its fills count."""
+        """Take in a broker order no daemon order stands for yet, so that none is unknown and its fills count.
+
+        One that carries a finished daemon order's tag and never traded is that order (the broker's record of a
+        refusal whose answer had no id): it only gains its broker id. One that traded is adopted as EXTERNAL.
+        """
         why = f"EXTERNAL: found at {self.broker}, not placed by the daemon"
         tagged = await self._store.get(broker.tag) if broker.tag else None
         if tagged is not None and tagged.account == self.account:
+            ended = broker.status in (BrokerOrderStatus.REJECTED, BrokerOrderStatus.CANCELLED)
+            if ended and not broker.filled_quantity and tagged.is_terminal and not tagged.broker_order_id:
+                await self._save(replace(tagged, broker_order_id=broker.broker_order_id))
+                return
             log.error("account %s: broker order %s carries the tag of %s order %s", self.account,
                       broker.broker_order_id, tagged.status, tagged.order_id)  # fmt: skip
             why += f"; it carries the tag of daemon order {tagged.order_id}, which is {tagged.status}"
-        now = _now()
-        intent = Order(
-            order_id=new_order_id(),
-            client_order_id=f"external:{self.account}:{broker.broker_order_id}",
-            account=self.account,
-            instrument=broker.instrument,
-            side=broker.side,
-            quantity=broker.quantity,
-            product=broker.product,
-            order_type=broker.order_type,
-            price=broker.price,
-            trigger_price=broker.trigger_price,
-            status=OrderStatus.SUBMITTED,
-            created_at=now,
-            updated_at=now,
+        intent = self._intent(
+            f"external:{self.account}:{broker.broker_order_id}",
+            broker,
             broker_order_id=broker.broker_order_id,
             status_message=why,
             external=True,
@@ -609,9 +611,16 @@ class AccountRuntime:
         log.warning("account %s: adopted %s order %s as %s", self.account, self.broker, broker.broker_order_id,
                     order.order_id)  # fmt: skip
 
+    async def _known_trades(self) -> set[str]:
+        """The recorded trades a broker may report again: those of the last KNOWN_ORDERS_DAYS, and all of the live
+        orders'. Only a live order's trades are folded in (`_fold`), and a broker's trade book holds a day; reading
+        every trade ever made would make each start slower than the last."""
+        since = _now() - timedelta(days=KNOWN_ORDERS_DAYS)
+        return await self._store.trade_ids(self.account, since, self._live.keys())
+
     async def _reload(self, order_id: str) -> None:
         """Make the in-memory view match the database again after it was found stale."""
-        self._trade_ids = await self._store.trade_ids(self.account)
+        self._trade_ids = await self._known_trades()
         stored = await self._store.get(order_id)
         if stored is None or stored.is_terminal:
             self._live.pop(order_id, None)

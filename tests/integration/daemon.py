@@ -105,6 +105,7 @@ class Daemon:
         return server_tables(self.grpc_port, self.metrics_port, num_cpus)
 
     def start(self, *serve_args: str) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clients.cli", "serve", "--config", str(self.config),
@@ -114,20 +115,21 @@ class Daemon:
         self.wait_serving()
 
     def wait_serving(self) -> None:
+        """Poll health every 0.1 s until SERVING. Each poll opens a new channel: a channel refused while the daemon
+        starts waits ever longer (gRPC's reconnect backoff) before it tries again, and saw SERVING up to 10 s late."""
         deadline = time.monotonic() + START_TIMEOUT
-        with open_channel(self.address, self.tls) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"daemon exited with {self.proc.returncode}; see {self.log_path}")
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}; see {self.log_path}")
+            with open_channel(self.address, self.tls) as channel:
                 try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:
                     pass
-                time.sleep(0.3)
+            time.sleep(0.1)
         raise TimeoutError(f"daemon not serving after {START_TIMEOUT}s; see {self.log_path}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:

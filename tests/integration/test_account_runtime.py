@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from engine.account import AccountRuntime
@@ -192,6 +193,44 @@ async def test_fills_replayed_by_the_broker_apply_once(runtime) -> None:
             break
     fills = [f.quantity for _, f in await store.fills_after(0) if f.order_id == order.order_id]
     assert sum(fills) == 250 and done.filled_quantity == 250  # each broker trade counted once
+
+
+async def test_a_restart_reads_back_only_the_trades_a_broker_may_report_again(build, database: str) -> None:
+    """Trades older than KNOWN_ORDERS_DAYS are not read back at a start, but a live order's are, however old: its
+    broker trades must still be known as recorded, so each one is applied once."""
+    rt, broker, store = await build(sync_interval=60)
+    done = (await rt.submit(_request(rt.account, f"{rt.account}-done", quantity=2))).order
+    await rt.sync()
+    broker.exchange.depth_per_second = 100  # 250 fills over three simulated seconds
+    working = (await rt.submit(_request(rt.account, f"{rt.account}-working", quantity=250))).order
+    await rt.sync()
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("UPDATE fills SET filled_at = filled_at - interval '30 days' WHERE account_id = $1",
+                           rt.account)  # fmt: skip
+    finally:
+        await conn.close()
+
+    async def trades(order: Order) -> dict[str, int]:
+        """Trade id -> quantity of the order's recorded fills."""
+        book = await store.book_fills(rt.account, order.instrument, order.product, 1 << 62)
+        return {f.trade_id: f.quantity for f in book if f.order_id == order.order_id}
+
+    assert (await store.get(working.order_id)).status is OrderStatus.PARTIALLY_FILLED  # type: ignore[union-attr]
+    restarted = AccountRuntime(rt.account, "paper", broker, store, sync_interval=60)
+    await restarted.start()
+    try:
+        assert set(await trades(working)) <= restarted._trade_ids
+        assert not set(await trades(done)) & restarted._trade_ids
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            await restarted.sync()
+            if (await store.get(working.order_id)).status is OrderStatus.FILLED:  # type: ignore[union-attr]
+                break
+        assert sum((await trades(working)).values()) == 250, "each broker trade applied once"
+        assert sum((await trades(done)).values()) == 2
+    finally:
+        await restarted.stop()
 
 
 def _utc_now() -> datetime:
@@ -388,3 +427,14 @@ async def test_an_intent_whose_commit_answer_was_lost_is_not_left_in_flight(buil
     settled = await store.get(stored.order_id)
     assert settled is not None and settled.status is OrderStatus.REJECTED and "not sent" in settled.status_message
     assert _broker_orders_tagged(broker, stored.order_id) == 0
+
+
+async def test_the_brokers_record_of_a_refused_order_is_that_order_not_an_external_one(runtime) -> None:
+    rt, broker, store = runtime
+    refused = (await rt.submit(_request(rt.account, f"{rt.account}-too-big", quantity=100_000))).order
+    assert refused.status is OrderStatus.REJECTED and refused.broker_order_id is None
+    assert _broker_orders_tagged(broker, refused.order_id) == 1, "the broker keeps the refused order in its book"
+    await rt.sync()
+    linked = await store.get(refused.order_id)
+    assert linked is not None and linked.status is OrderStatus.REJECTED and linked.broker_order_id
+    assert not [o for o in await store.list(accounts=[rt.account]) if o.external]

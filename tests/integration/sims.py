@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 
 import httpx
 
-from engine.sim.config import HoldingSeed, MarketSettings, SimAppSettings, SimUserSettings
+from engine.sim.config import HoldingSeed, MarketSettings, SimAppSettings, SimSettings, SimUserSettings
+from engine.sim.server import SimServer
 
 APP = SimAppSettings(api_key="integration-test", api_secret="integration-secret")
 FLAT = MarketSettings(volatility=0, depth_per_second=100_000)
@@ -23,6 +25,23 @@ def sim_user(user_id: str, cash: int = 10 * LAKH, infy: int = 0) -> SimUserSetti
 def pin_price(url: str, instrument: str, price: Decimal | float | str) -> None:
     """Hold `instrument` at `price` at the simulator until the test pins it elsewhere."""
     httpx.post(f"{url}/__sim__/prices", json={"instrument": instrument, "price": str(price)}).raise_for_status()
+
+
+@contextlib.contextmanager
+def serving(
+    sims: Mapping[str, SimSettings], instruments: Sequence[str] = ("NSE:INFY",), price: int = 1000
+) -> Iterator[dict[str, SimServer]]:
+    """Simulators by name on 127.0.0.1, each with `instruments` pinned at `price`, stopped on the way out."""
+    running = {name: SimServer(settings) for name, settings in sims.items()}
+    try:
+        for server in running.values():
+            server.start()
+            for instrument in instruments:
+                pin_price(server.url, instrument, price)
+        yield running
+    finally:
+        for server in running.values():
+            server.stop()
 
 
 def sim_account(

@@ -27,7 +27,7 @@ from engine.sim.config import SimSettings
 from engine.sim.server import SimServer
 from engine.sim.venue import SimVenue
 from tests.integration.daemon import ROOT, Daemon, wait_for
-from tests.integration.sims import APP, FLAT, pin_price, sim_account, sim_user
+from tests.integration.sims import APP, FLAT, serving, sim_account, sim_user
 from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2
 
 S = orders_pb2
@@ -42,16 +42,12 @@ FINAL = (S.ORDER_STATUS_FILLED, S.ORDER_STATUS_REJECTED, S.ORDER_STATUS_CANCELLE
 @pytest.fixture(scope="module")
 def sims() -> Iterator[dict[str, SimServer]]:
     kite_users = [sim_user("KF0001"), sim_user("KF0002"), sim_user("KF0003")]
-    running = {
-        "kite": SimServer(SimSettings(broker="kite", market=FLAT, apps=[APP], users=kite_users)),
-        "upstox": SimServer(SimSettings(broker="upstox", market=FLAT, apps=[APP], users=[sim_user("UF0001")])),
+    sims = {
+        "kite": SimSettings(broker="kite", market=FLAT, apps=[APP], users=kite_users),
+        "upstox": SimSettings(broker="upstox", market=FLAT, apps=[APP], users=[sim_user("UF0001")]),
     }
-    for server in running.values():
-        server.start()
-        pin_price(server.url, "NSE:INFY", 1000)
-    yield running
-    for server in running.values():
-        server.stop()
+    with serving(sims) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

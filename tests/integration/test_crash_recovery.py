@@ -32,7 +32,7 @@ from engine.sim.config import SimSettings
 from engine.sim.server import SimServer
 from engine.sim.venue import SimVenue
 from tests.integration.daemon import ROOT, Daemon, wait_for
-from tests.integration.sims import APP, FLAT, LAKH, pin_price, sim_account, sim_user
+from tests.integration.sims import APP, FLAT, LAKH, pin_price, serving, sim_account, sim_user
 from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2
 
 SYMBOLS = ("INFY", "TCS", "SBIN", "ITC")
@@ -194,10 +194,6 @@ def _fifo(trades: list[BrokerTrade]) -> dict[tuple[str, str], tuple[int, Decimal
     }
 
 
-def _servers(kite: SimServer, upstox: SimServer) -> dict[str, SimServer]:
-    return {"kite": kite, "upstox": upstox}
-
-
 def _all_orders(client: Client) -> list[orders_pb2.Order]:
     return list(client.orders.ListOrders(orders_pb2.ListOrdersRequest(limit=5000), timeout=30).orders)
 
@@ -260,17 +256,18 @@ def _audit(client: Client, driver: Driver, books: dict[str, Books], outside: dic
 
 
 def _soak(plan: Plan, tmp_path: Path, name: str, seed: int) -> None:
+    sims = {
+        "kite": SimSettings(
+            broker="kite", market=FLAT, apps=[APP], users=[sim_user("KS0001", 50 * LAKH), sim_user("KS0002", 50 * LAKH)]
+        ),
+        "upstox": SimSettings(broker="upstox", market=FLAT, apps=[APP], users=[sim_user("US0001", 50 * LAKH)]),
+    }
+    with serving(sims, [f"NSE:{symbol}" for symbol in SYMBOLS], BASE) as servers:
+        _crash_and_audit(plan, servers, tmp_path, name, seed)
+
+
+def _crash_and_audit(plan: Plan, servers: dict[str, SimServer], tmp_path: Path, name: str, seed: int) -> None:
     rng = random.Random(seed)
-    kite = SimServer(
-        SimSettings(broker="kite", market=FLAT, apps=[APP], users=[sim_user("KS0001", 50 * LAKH),
-                                                                  sim_user("KS0002", 50 * LAKH)])
-    ).start()  # fmt: skip
-    upstox = SimServer(SimSettings(broker="upstox", market=FLAT, apps=[APP], users=[sim_user("US0001", 50 * LAKH)]))
-    upstox.start()
-    servers = _servers(kite, upstox)
-    for server in servers.values():
-        for symbol in SYMBOLS:
-            pin_price(server.url, f"NSE:{symbol}", BASE)
     daemon = Daemon(tmp_path / "data", ROOT / "test-artifacts" / f"daemon-{name}.log")
     daemon.config.write_text(
         daemon.tables(num_cpus=1)
@@ -345,8 +342,6 @@ def _soak(plan: Plan, tmp_path: Path, name: str, seed: int) -> None:
         moving.set()
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.stop()
-        kite.stop()
-        upstox.stop()
 
 
 def _kill_an_account_actor(daemon: Daemon, rng: random.Random) -> None:
@@ -390,10 +385,15 @@ def test_soak_500_orders_10_kills_with_broker_faults(tmp_path: Path) -> None:
 
 def test_an_account_that_cannot_reconcile_refuses_orders_and_the_others_carry_on(tmp_path: Path) -> None:
     """Its broker answers everything but the order book: it stays RECONCILING, and UNAVAILABLE says why."""
-    kite = SimServer(SimSettings(broker="kite", market=FLAT, apps=[APP], users=[sim_user("KR0001", 50 * LAKH)]))
-    upstox = SimServer(SimSettings(broker="upstox", market=FLAT, apps=[APP], users=[sim_user("UR0001", 50 * LAKH)]))
-    for server in (kite.start(), upstox.start()):
-        pin_price(server.url, "NSE:INFY", BASE)
+    sims = {
+        "kite": SimSettings(broker="kite", market=FLAT, apps=[APP], users=[sim_user("KR0001", 50 * LAKH)]),
+        "upstox": SimSettings(broker="upstox", market=FLAT, apps=[APP], users=[sim_user("UR0001", 50 * LAKH)]),
+    }
+    with serving(sims, price=BASE) as servers:
+        _refuses_until_reconciled(servers["kite"], servers["upstox"], tmp_path)
+
+
+def _refuses_until_reconciled(kite: SimServer, upstox: SimServer, tmp_path: Path) -> None:
     httpx.post(f"{kite.url}/__sim__/faults", json={"endpoint": "orders", "error_rate": 1}).raise_for_status()
     daemon = Daemon(tmp_path / "data", ROOT / "test-artifacts" / "daemon-reconciling.log")
     daemon.config.write_text(
@@ -407,21 +407,12 @@ def test_an_account_that_cannot_reconcile_refuses_orders_and_the_others_carry_on
         with daemon.client() as client:
             stuck = client.accounts.GetAccount(accounts_pb2.GetAccountRequest(id="r1"), timeout=10)
             assert stuck.status == accounts_pb2.ACCOUNT_STATUS_RECONCILING and "503" in stuck.health.last_error
-            request = orders_pb2.PlaceOrderRequest(
-                client_order_id="rec-1", account="r1", instrument="NSE:INFY", side=common_pb2.SIDE_BUY, quantity=1,
-                product=common_pb2.PRODUCT_MIS, order_type=common_pb2.ORDER_TYPE_MARKET,
-            )  # fmt: skip
+            request = _buy_one("rec-1", "r1")
             with pytest.raises(grpc.RpcError) as refused:
                 client.orders.PlaceOrder(request, timeout=10)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "r1 is reconciling with its broker" in refused.value.details(), refused.value.details()
-            other = client.orders.PlaceOrder(
-                orders_pb2.PlaceOrderRequest(
-                    client_order_id="rec-2", account="r2", instrument="NSE:INFY", side=common_pb2.SIDE_BUY,
-                    quantity=1, product=common_pb2.PRODUCT_MIS, order_type=common_pb2.ORDER_TYPE_MARKET,
-                ),
-                timeout=10,
-            )  # fmt: skip
+            other = client.orders.PlaceOrder(_buy_one("rec-2", "r2"), timeout=10)
             assert other.order.status != orders_pb2.ORDER_STATUS_REJECTED
             httpx.delete(f"{kite.url}/__sim__/faults").raise_for_status()
             wait_for(
@@ -433,8 +424,6 @@ def test_an_account_that_cannot_reconcile_refuses_orders_and_the_others_carry_on
             assert placed.order.account == "r1" and not placed.duplicate
     finally:
         daemon.stop()
-        kite.stop()
-        upstox.stop()
 
 
 def _placed_once_active(client: Client, request: orders_pb2.PlaceOrderRequest) -> orders_pb2.PlaceOrderResponse | None:
@@ -445,3 +434,10 @@ def _placed_once_active(client: Client, request: orders_pb2.PlaceOrderRequest) -
         if exc.code() != grpc.StatusCode.UNAVAILABLE:
             raise
         return None
+
+
+def _buy_one(client_order_id: str, account: str) -> orders_pb2.PlaceOrderRequest:
+    return orders_pb2.PlaceOrderRequest(
+        client_order_id=client_order_id, account=account, instrument="NSE:INFY", side=common_pb2.SIDE_BUY,
+        quantity=1, product=common_pb2.PRODUCT_MIS, order_type=common_pb2.ORDER_TYPE_MARKET,
+    )  # fmt: skip

@@ -18,7 +18,7 @@ import pytest
 from engine.sim.config import SimSettings
 from engine.sim.server import SimServer
 from tests.integration.daemon import ROOT, Daemon, wait_for
-from tests.integration.sims import APP, FLAT, LAKH, pin_price, sim_account, sim_user
+from tests.integration.sims import APP, FLAT, LAKH, serving, sim_account, sim_user
 from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2
 
 S = orders_pb2
@@ -31,13 +31,8 @@ def sims() -> Iterator[dict[str, SimServer]]:
     spare = SimSettings(broker="kite", market=FLAT, apps=[APP], users=[sim_user("KB0001")])
     upstox_users = [sim_user("UA0001", infy=10), sim_user("UA0002")]
     upstox = SimSettings(broker="upstox", market=FLAT, apps=[APP], users=upstox_users)
-    running = {"kite": SimServer(kite), "spare": SimServer(spare), "upstox": SimServer(upstox)}
-    for server in running.values():
-        server.start()
-        pin_price(server.url, "NSE:INFY", 1000)
-    yield running
-    for server in running.values():
-        server.stop()
+    with serving({"kite": kite, "spare": spare, "upstox": upstox}) as running:
+        yield running
 
 
 def _account(account_id: str, broker: str, url: str, user: str, groups: list[str], preference: float = 1.0) -> str:

@@ -7,6 +7,7 @@ That is what lets a stream resume "after N" with no gap and no repeat.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
@@ -44,19 +45,29 @@ _ORDER_TYPES = (
 )  # fmt: skip
 
 
+# Rows are decoded by the hundred thousand when a restart replays the fills: an enum looked up by value, or an
+# instrument parsed again (regex, upper-casing), costs more than the rest of the row. InstrumentIds are immutable,
+# so one per instrument text serves every row.
+_SIDE = {s.value: s for s in Side}
+_PRODUCT = {p.value: p for p in Product}
+_ORDER_TYPE = {t.value: t for t in OrderType}
+_STATUS = {s.value: s for s in OrderStatus}
+_instrument = functools.lru_cache(maxsize=16_384)(InstrumentId.parse)
+
+
 def _order_from_row(row: asyncpg.Record) -> Order:
     return Order(
         order_id=row["order_id"],
         client_order_id=row["client_order_id"],
         account=row["account_id"],
-        instrument=InstrumentId.parse(row["instrument"]),
-        side=Side(row["side"]),
+        instrument=_instrument(row["instrument"]),
+        side=_SIDE[row["side"]],
         quantity=row["quantity"],
-        product=Product(row["product"]),
-        order_type=OrderType(row["order_type"]),
+        product=_PRODUCT[row["product"]],
+        order_type=_ORDER_TYPE[row["order_type"]],
         price=row["price"],
         trigger_price=row["trigger_price"],
-        status=OrderStatus(row["status"]),
+        status=_STATUS[row["status"]],
         filled_quantity=row["filled_quantity"],
         average_price=row["average_price"],
         broker_order_id=row["broker_order_id"],
@@ -82,9 +93,9 @@ def _fill_from_row(row: asyncpg.Record) -> Fill:
         account=row["account_id"],
         trade_id=row["trade_id"],
         order_id=row["order_id"],
-        instrument=InstrumentId.parse(row["instrument"]),
-        side=Side(row["side"]),
-        product=Product(row["product"]),
+        instrument=_instrument(row["instrument"]),
+        side=_SIDE[row["side"]],
+        product=_PRODUCT[row["product"]],
         quantity=row["quantity"],
         price=row["price"],
         filled_at=row["filled_at"],
@@ -255,8 +266,12 @@ class OrderStore:
         )
         return {r["broker_order_id"] for r in rows}
 
-    async def trade_ids(self, account: str) -> set[str]:
-        rows = await self._pool.fetch("SELECT trade_id FROM fills WHERE account_id = $1", account)
+    async def trade_ids(self, account: str, since: datetime, orders: Collection[str]) -> set[str]:
+        """The trade ids of the account's fills since `since` and of all fills of `orders`, whatever their age."""
+        rows = await self._pool.fetch(
+            "SELECT trade_id FROM fills WHERE account_id = $1 AND (filled_at >= $2 OR order_id = ANY($3::text[]))",
+            account, since, list(orders),
+        )  # fmt: skip
         return {r["trade_id"] for r in rows}
 
     async def events_after(self, sequence: int, limit: int, account: str | None = None) -> list[OrderEvent]:

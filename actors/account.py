@@ -80,7 +80,12 @@ class AccountActor:
             breaker=CircuitBreaker(self._routing.circuit_failures, self._routing.circuit_reset_seconds),
             in_flight_grace=self._account.in_flight_grace_seconds,
         )
-        await runtime.start()
+        try:
+            await runtime.start()
+        except BaseException:  # the next message starts afresh: leave no pool or connections behind
+            await runtime.stop()
+            await pool.close()
+            raise
         self._runtime = runtime
 
     async def _ready(self) -> AccountRuntime:

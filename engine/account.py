@@ -103,7 +103,8 @@ class AccountRuntime:
         self._interval = sync_interval
         self._live: dict[str, Order] = {}
         self._sending: set[str] = set()  # in flight from this process: stored, waiting for its turn or the broker
-        self._unsure: set[str] = set()  # intents whose insert failed in a way that may have committed
+        self._unsent: set[str] = set()  # intents whose insert failed in a way that may have committed: never sent
+        self._sent_at: dict[str, datetime] = {}  # when each live order was last handed to the broker
         self._broker_ids: set[str] = set()  # broker order ids the daemon's orders already stand for
         self._grace = timedelta(seconds=in_flight_grace)
         self._started_at = _now()
@@ -240,9 +241,12 @@ class AccountRuntime:
                     order, events = await self._store.insert_new(intent)
                 except Exception as exc:
                     if database_unreachable(exc):  # its commit's answer may be what was lost: the sync looks
-                        self._unsure.add(intent.order_id)
+                        self._unsent.add(intent.order_id)
                     raise
                 if not events:
+                    if order.order_id in self._unsent:  # stored after all, but this call never sent it
+                        self._duplicate(order, request)  # the same order, or it raises
+                        order = await self._give_up_unsent(order)
                     return self._duplicate(order, request)
                 self._live[order.order_id] = order
                 await self._gate.turn()
@@ -256,6 +260,7 @@ class AccountRuntime:
             why = f"not sent: {self.broker}'s circuit is not letting orders through ({self._breaker.last_failure})"
             return self._submission(await self._update(order.order_id, OrderStatus.REJECTED, status_message=why), True)
         started = time.perf_counter()
+        self._sent_at[order.order_id] = _now()
         try:
             broker_id = await self._adapter.place(
                 PlaceRequest(
@@ -467,6 +472,7 @@ class AccountRuntime:
             self._broker_ids.add(order.broker_order_id)
         if order.is_terminal:
             self._live.pop(order.order_id, None)
+            self._sent_at.pop(order.order_id, None)
         else:
             self._live[order.order_id] = order
 
@@ -494,6 +500,8 @@ class AccountRuntime:
                 orders = await self._adapter.orders()
                 trades = await self._adapter.trades()
                 await self._fold(orders, trades, asked_at)
+                if self._snapshot.status is AccountStatus.RECONCILING:  # the books agree: orders may go again
+                    self._snapshot = replace(self._snapshot, status=AccountStatus.DEGRADED)
                 funds_at = _now()
                 funds = await self._adapter.funds()
                 holdings = await self._adapter.holdings()
@@ -503,6 +511,8 @@ class AccountRuntime:
                 quotes = await self._sync_quotes(wanted)
             except BrokerError as exc:
                 self._observe(exc)
+                if isinstance(exc, Rejected):  # a read the broker refused: the account cannot be followed
+                    self._note_error(f"{type(exc).__name__}: {exc}")
                 self._note_broker_error(exc)
                 return
             except Exception as exc:  # a sync must never kill the account
@@ -543,12 +553,13 @@ class AccountRuntime:
         for trade in trades:
             if trade.trade_id not in self._trade_ids:
                 new_trades.setdefault(trade.broker_order_id, []).append(trade)
+        for order_id in list(self._unsent):
+            stored = await self._store.get(order_id)
+            if stored is None:
+                self._unsent.discard(order_id)
+            else:
+                await self._give_up_unsent(stored)
         async with self._state_lock:
-            for order_id in list(self._unsure):
-                stored = await self._store.get(order_id)
-                self._unsure.discard(order_id)
-                if stored is not None and not stored.is_terminal:
-                    self._live[order_id] = stored  # stored but never sent: found by tag or given up after the grace
             for broker in orders:
                 if broker.broker_order_id not in self._broker_ids and broker.tag not in self._live:
                     await self._adopt(broker)
@@ -579,7 +590,23 @@ class AccountRuntime:
     def _never_sent(self, order: Order, asked_at: datetime) -> bool:
         if order.broker_order_id or order.order_id in self._sending:
             return False
-        return asked_at - max(order.updated_at, self._started_at) > self._grace
+        last_sent = self._sent_at.get(order.order_id, order.updated_at)
+        return asked_at - max(order.updated_at, last_sent, self._started_at) > self._grace
+
+    async def _give_up_unsent(self, order: Order) -> Order:
+        """Reject an intent whose storing failed (the database went away), which this process therefore never
+        sent: at once, rather than after the grace, so a client's retry learns to place it again."""
+        if order.status is not OrderStatus.SUBMITTED or order.broker_order_id:
+            self._unsent.discard(order.order_id)
+            return order
+        why = "not sent: the database failed while the order was being stored; place it again with a new id"
+        rejected = order.moved_to(OrderStatus.REJECTED, _now(), status_message=why)
+        async with self._state_lock:
+            if order.order_id in self._unsent:  # not given up meanwhile by a sync or a retry
+                await self._save(rejected)
+                self._unsent.discard(order.order_id)
+                return rejected
+        return await self._store.get(order.order_id) or rejected
 
     async def _adopt(self, broker: BrokerOrder) -> None:
         """Take in a broker order no daemon order stands for yet, so that none is unknown and its fills count.

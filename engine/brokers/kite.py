@@ -164,6 +164,7 @@ class KiteAdapter:
                 filled_at=ist_time(row.get("fill_timestamp") or row.get("exchange_timestamp")),
             )
             for row in await self._call("GET", "/trades", "other")
+            if _supported(row)  # as its orders are: an MTF trade made in Kite's app must not stop the account's sync
         ]
 
     async def positions(self) -> list[BrokerPosition]:

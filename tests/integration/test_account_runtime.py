@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from engine.account import AccountRuntime
-from engine.brokers.base import Ambiguous, BrokerOrder, PlaceRequest, Unavailable
+from engine.brokers.base import Ambiguous, BrokerOrder, Funds, PlaceRequest, Rejected, Unavailable
 from engine.brokers.pacing import OrderGate, OrderQueueFull
 from engine.brokers.paper import PaperBroker
 from engine.domain import InstrumentId, Order, OrderRequest, OrderStatus, OrderType, Product, Side
@@ -44,6 +44,7 @@ class FlakyBroker(PaperBroker):
     down: bool = False  # every call is refused, as when the broker's host is unreachable
     placed_at: list[float]
     while_answering: Callable[[], Awaitable[None]] | None = None  # runs between accepting and a lost answer
+    funds_refused: bool = False
 
     async def place(self, request: PlaceRequest) -> str:
         mode, self.fail_next = self.fail_next, ""
@@ -61,6 +62,11 @@ class FlakyBroker(PaperBroker):
         if self.down:
             raise Unavailable("connection refused")
         return await super().orders()
+
+    async def funds(self) -> Funds:
+        if self.funds_refused:
+            raise Rejected("403: funds are not available for this app")
+        return await super().funds()
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +95,7 @@ async def build(database: str, tmp_path: Path) -> AsyncIterator[Callable[..., Aw
         account = f"acct-{tmp_path.name[-12:]}-{len(started)}"
         interval = options.pop("sync_interval", 0.05)
         broker.down = options.pop("down", False)
+        broker.funds_refused = options.pop("funds_refused", False)
         rt = AccountRuntime(account, "paper", broker, store, sync_interval=interval, **options)
         await rt.start()
         started.append(rt)
@@ -334,6 +341,14 @@ async def test_an_account_refuses_orders_until_it_has_reconciled(build) -> None:
     assert (await rt.submit(_request(rt.account, f"{rt.account}-early"))).order.status is not OrderStatus.REJECTED
 
 
+async def test_reconciled_books_end_reconciling_even_if_a_later_read_is_refused(build) -> None:
+    rt, _, _ = await build(funds_refused=True, sync_interval=60)
+    snapshot = rt.snapshot()
+    assert snapshot.status is AccountStatus.DEGRADED, "its orders and trades agree: it may trade"
+    assert "funds are not available" in snapshot.last_error, "a refused read is reported, not swallowed"
+    assert (await rt.submit(_request(rt.account, f"{rt.account}-after"))).order.status is not OrderStatus.REJECTED
+
+
 async def test_orders_placed_outside_the_daemon_are_adopted_once_as_external(build) -> None:
     rt, broker, store = await build(sync_interval=60)
     outside = broker.exchange.place(
@@ -414,19 +429,21 @@ class LostCommitAnswer(OrderStore):
         return stored
 
 
-async def test_an_intent_whose_commit_answer_was_lost_is_not_left_in_flight(build) -> None:
-    rt, broker, store = await build(store_type=LostCommitAnswer, sync_interval=60, in_flight_grace=0.2)
-    store.lose_next = True
-    with pytest.raises(DatabaseUnreachable):
-        await rt.submit(_request(rt.account, f"{rt.account}-x"))
-    stored = await store.get_by_client_id(f"{rt.account}-x")
-    assert stored is not None and stored.status is OrderStatus.SUBMITTED, "it was stored after all"
-    await rt.sync()
-    await asyncio.sleep(0.25)
-    await rt.sync()
-    settled = await store.get(stored.order_id)
-    assert settled is not None and settled.status is OrderStatus.REJECTED and "not sent" in settled.status_message
-    assert _broker_orders_tagged(broker, stored.order_id) == 0
+async def test_an_intent_whose_commit_answer_was_lost_is_rejected_as_never_sent(build) -> None:
+    rt, broker, store = await build(store_type=LostCommitAnswer, sync_interval=60)
+    for name in ("retried", "synced"):
+        store.lose_next = True
+        with pytest.raises(DatabaseUnreachable):
+            await rt.submit(_request(rt.account, f"{rt.account}-{name}"))
+        stored = await store.get_by_client_id(f"{rt.account}-{name}")
+        assert stored is not None and stored.status is OrderStatus.SUBMITTED, "it was stored after all"
+    again = await rt.submit(_request(rt.account, f"{rt.account}-retried"))  # the retry the error asks for
+    assert again.duplicate and again.order.status is OrderStatus.REJECTED
+    assert "place it again with a new id" in again.order.status_message
+    await rt.sync()  # the other is found by the sync, without waiting out the in-flight grace
+    synced = await store.get_by_client_id(f"{rt.account}-synced")
+    assert synced is not None and synced.status is OrderStatus.REJECTED and "not sent" in synced.status_message
+    assert _broker_orders_tagged(broker, again.order.order_id) == _broker_orders_tagged(broker, synced.order_id) == 0
 
 
 async def test_the_brokers_record_of_a_refused_order_is_that_order_not_an_external_one(runtime) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import httpx
 import pytest
 
 from engine.brokers.base import Ambiguous, AuthExpired, RateLimited, Rejected, Unavailable
 from engine.brokers.http import BrokerHttp, json_error_text
+from engine.brokers.kite import KiteAdapter
 from engine.brokers.pacing import KITE_LIMITS
+from engine.brokers.session import BrokerSession
 
 
 def client(handler: httpx.MockTransport) -> BrokerHttp:
@@ -74,3 +79,21 @@ async def test_success_is_returned() -> None:
     response = await http.request("GET", "http://broker.test/orders", category="other")
     assert response.json()["data"] == {"order_id": "1"}
     await http.close()
+
+
+async def test_kite_leaves_out_trades_in_products_the_daemon_does_not_model(tmp_path: Path) -> None:
+    """An MTF trade made in Kite's own app must not fail every sync of the account."""
+    row = {
+        "trade_id": "1", "order_id": "9", "exchange": "NSE", "tradingsymbol": "INFY", "transaction_type": "BUY",
+        "quantity": 1, "average_price": 1500.0, "fill_timestamp": "2026-11-23 09:15:00",
+    }  # fmt: skip
+    body = {"status": "success", "data": [{**row, "product": "MTF"}, {**row, "trade_id": "2", "product": "MIS"}]}
+    kite = KiteAdapter(
+        "k", api_key="key", api_secret="secret", base_url="http://kite.test", login_url="http://kite.test/login",
+        cache_dir=tmp_path, transport=answering(200, body),
+    )  # fmt: skip
+    kite.use_session(BrokerSession("token", "AB1234", datetime(2100, 1, 1, tzinfo=UTC)))
+    try:
+        assert [t.trade_id for t in await kite.trades()] == ["2"]
+    finally:
+        await kite.close()

@@ -34,22 +34,30 @@ class HoldingView:
 
 @dataclass(frozen=True, slots=True)
 class AccountBook:
+    """One account's part of the portfolio; its PnL totals are summed once, by `account_book`."""
+
     account: str
     broker: str
     positions: list[MarkedPosition]
     holdings: list[HoldingView]
     funds: Funds | None
     funds_as_of: datetime | None
+    realised_pnl: Decimal
+    unrealised_pnl: Decimal  # of positions and holdings
 
-    @property
-    def realised_pnl(self) -> Decimal:
-        return sum((p.state.realised_pnl for p in self.positions), _ZERO)
 
-    @property
-    def unrealised_pnl(self) -> Decimal:
-        return sum((p.unrealised_pnl for p in self.positions), _ZERO) + sum(
-            (h.unrealised_pnl for h in self.holdings), _ZERO
-        )
+def account_book(snap: AccountSnapshot, positions: list[MarkedPosition], holdings: list[HoldingView]) -> AccountBook:
+    return AccountBook(
+        account=snap.account,
+        broker=snap.broker,
+        positions=positions,
+        holdings=holdings,
+        funds=snap.funds,
+        funds_as_of=snap.last_sync,
+        realised_pnl=sum((p.state.realised_pnl for p in positions), _ZERO),
+        unrealised_pnl=sum((p.unrealised_pnl for p in positions), _ZERO)
+        + sum((h.unrealised_pnl for h in holdings), _ZERO),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +109,14 @@ def build_portfolio(
 ) -> PortfolioView:
     """Mark each account's positions with its own broker's prices, or a newer quote from market data, then
     consolidate across accounts."""
+    by_account: dict[str, list[PositionState]] = {}
+    for state in states:
+        by_account.setdefault(state.account, []).append(state)
     books = []
     for snap in snapshots:
-        own = [s for s in states if s.account == snap.account]
-        books.append(
-            AccountBook(
-                account=snap.account,
-                broker=snap.broker,
-                positions=mark(own, _marks(snap, quotes)),
-                holdings=[_holding_view(snap.account, h) for h in snap.holdings],
-                funds=snap.funds,
-                funds_as_of=snap.last_sync,
-            )
-        )
+        own = by_account.get(snap.account, [])
+        holdings = [_holding_view(snap.account, h) for h in snap.holdings]
+        books.append(account_book(snap, mark(own, _marks(snap, quotes)), holdings))
     present = [b.funds for b in books if b.funds is not None]
     funds = Funds(
         available=sum((f.available for f in present), _ZERO),

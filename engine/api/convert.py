@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import TypeVar
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engine.config import AccountSettings
@@ -21,8 +23,11 @@ from engine.security.tokens import Role
 from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2, security_pb2
 
 E = TypeVar("E", bound=StrEnum)
+_PAISA = Decimal("0.01")
+_AVERAGE = Decimal("0.0001")  # a consolidated average price's places
 
 
+@functools.cache  # a handful of members, converted for every order, fill and position sent
 def _to_proto_enum(member: StrEnum, prefix: str, enum_type) -> int:
     return enum_type.Value(f"{prefix}_{member.name}")  # by name: SL_M, not "SL-M"
 
@@ -97,7 +102,7 @@ def dec(value: Decimal | None) -> str:
 
 
 def money(value: Decimal) -> str:
-    return format(value.quantize(Decimal("0.01")), "f")
+    return format(value.quantize(_PAISA), "f")
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -194,9 +199,15 @@ def event_to_proto(event: OrderEvent, broker: str) -> orders_pb2.OrderEvent:
     return message
 
 
-def _marked_to_proto(p: MarkedPosition) -> portfolio_pb2.Position:
+# A portfolio is built in place, each row added to its repeated field: a message handed to a constructor is copied,
+# and 20,000 positions copied into their account, then each account into the portfolio, cost as much as building them.
+Positions = RepeatedCompositeFieldContainer[portfolio_pb2.Position]
+Holdings = RepeatedCompositeFieldContainer[portfolio_pb2.Holding]
+
+
+def _add_marked(into: Positions, p: MarkedPosition) -> None:
     s = p.state
-    return portfolio_pb2.Position(
+    into.add(
         account=s.account,
         instrument=str(s.instrument),
         product=product_to_proto(s.product),
@@ -208,21 +219,21 @@ def _marked_to_proto(p: MarkedPosition) -> portfolio_pb2.Position:
     )
 
 
-def _consolidated_to_proto(p: ConsolidatedPosition) -> portfolio_pb2.Position:
-    return portfolio_pb2.Position(
+def _add_consolidated(into: Positions, p: ConsolidatedPosition) -> None:
+    into.add(
         instrument=str(p.instrument),
         product=product_to_proto(p.product),
         quantity=p.quantity,
-        average_price=dec(p.average_price.quantize(Decimal("0.0001")) if p.average_price is not None else None),
+        average_price=dec(p.average_price.quantize(_AVERAGE) if p.average_price is not None else None),
         last_price=dec(p.last_price),
         realised_pnl=money(p.realised_pnl),
         unrealised_pnl=money(p.unrealised_pnl),
-        accounts=list(p.accounts),
+        accounts=p.accounts,
     )
 
 
-def _holding_to_proto(h: HoldingView) -> portfolio_pb2.Holding:
-    return portfolio_pb2.Holding(
+def _add_holding(into: Holdings, h: HoldingView) -> None:
+    into.add(
         account=h.account,
         instrument=str(h.instrument),
         quantity=h.quantity,
@@ -232,39 +243,40 @@ def _holding_to_proto(h: HoldingView) -> portfolio_pb2.Holding:
     )
 
 
-def _funds_to_proto(available: Decimal, used: Decimal, total: Decimal) -> portfolio_pb2.Funds:
-    return portfolio_pb2.Funds(available=money(available), used_margin=money(used), total=money(total))
+def _set_funds(funds: portfolio_pb2.Funds, available: Decimal, used: Decimal, total: Decimal) -> None:
+    funds.available, funds.used_margin, funds.total = money(available), money(used), money(total)
 
 
-def _account_to_proto(book: AccountBook) -> portfolio_pb2.AccountPortfolio:
-    funds = book.funds
-    return portfolio_pb2.AccountPortfolio(
+def _add_account(into: RepeatedCompositeFieldContainer[portfolio_pb2.AccountPortfolio], book: AccountBook) -> None:
+    message = into.add(
         account=book.account,
         broker=book.broker,
-        positions=[_marked_to_proto(p) for p in book.positions],
-        holdings=[_holding_to_proto(h) for h in book.holdings],
-        funds=_funds_to_proto(funds.available, funds.used_margin, funds.total) if funds else None,
         realised_pnl=money(book.realised_pnl),
         unrealised_pnl=money(book.unrealised_pnl),
         funds_as_of=timestamp(book.funds_as_of),
     )
+    for p in book.positions:
+        _add_marked(message.positions, p)
+    for h in book.holdings:
+        _add_holding(message.holdings, h)
+    if book.funds is not None:
+        _set_funds(message.funds, book.funds.available, book.funds.used_margin, book.funds.total)
 
 
 def portfolio_to_proto(view: PortfolioView, as_of: datetime) -> portfolio_pb2.Portfolio:
-    totals = portfolio_pb2.PortfolioTotals(
-        realised_pnl=money(view.realised_pnl),
-        unrealised_pnl=money(view.unrealised_pnl),
-        total_pnl=money(view.realised_pnl + view.unrealised_pnl),
-        holdings_value=money(view.holdings_value),
-        funds=_funds_to_proto(view.funds.available, view.funds.used_margin, view.funds.total),
-    )
-    return portfolio_pb2.Portfolio(
-        totals=totals,
-        positions=[_consolidated_to_proto(p) for p in view.positions],
-        holdings=[_holding_to_proto(h) for h in view.holdings],
-        accounts=[_account_to_proto(b) for b in view.accounts],
-        as_of=timestamp(as_of),
-    )
+    realised, unrealised = view.realised_pnl, view.unrealised_pnl
+    message = portfolio_pb2.Portfolio(as_of=timestamp(as_of))
+    totals = message.totals
+    totals.realised_pnl, totals.unrealised_pnl = money(realised), money(unrealised)
+    totals.total_pnl, totals.holdings_value = money(realised + unrealised), money(view.holdings_value)
+    _set_funds(totals.funds, view.funds.available, view.funds.used_margin, view.funds.total)
+    for p in view.positions:
+        _add_consolidated(message.positions, p)
+    for h in view.holdings:
+        _add_holding(message.holdings, h)
+    for b in view.accounts:
+        _add_account(message.accounts, b)
+    return message
 
 
 def account_to_proto(

@@ -23,7 +23,7 @@ from engine.domain import Instrument, InstrumentId
 from engine.domain.accounts import AccountSnapshot, AccountStatus, CircuitState, Submission
 from engine.errors import ApiError, InvalidArgument, NotFound
 from engine.instrument_master import InstrumentMaster
-from engine.ledger import PositionState
+from engine.ledger import LedgerReplica
 from engine.portfolio import PortfolioView, build_portfolio
 from engine.security.principal import Principal
 from engine.store.orders import OrderStore
@@ -67,6 +67,7 @@ class Gateway:
         self._task: asyncio.Task[None] | None = None
         self.quotes = QuoteBook(market_data, self.call, quote_timeout, quote_max_age)
         self._ledger_open: dict[str, set[InstrumentId]] = {}  # instruments of open ledger positions, by account
+        self._ledger_copy = LedgerReplica()  # the ledger's books, brought up to date by each portfolio read
 
     async def call(self, actor: str, method: str, ref: Awaitable[T]) -> T:
         """Await an actor call, timing it; an ApiError the actor raised is re-raised as itself."""
@@ -176,10 +177,15 @@ class Gateway:
         for name in account_ids:
             self.require_account(name, caller)
         wanted = list(account_ids) or caller.visible(self.accounts)
-        states: list[PositionState] = await self.call("ledger", "positions", self.ledger.positions.remote(wanted))
-        for name in wanted:
-            self._ledger_open[name] = {s.instrument for s in states if s.account == name and s.quantity}
+        copy = self._ledger_copy
+        copy.update(*await self.call("ledger", "changes", self.ledger.changes.remote(copy.epoch, copy.version)))
+        states = copy.positions(wanted)
+        self._ledger_open.update((name, set()) for name in wanted)
+        held: set[InstrumentId] = set()
+        for state in states:
+            held.add(state.instrument)
+            if state.quantity:
+                self._ledger_open[state.account].add(state.instrument)
         self._follow_positions()
-        held = {s.instrument for s in states}
         quotes = {i: q for i in held if (q := self.quotes.latest(i)) is not None}
         return build_portfolio(states, [self._snapshots[n] for n in wanted], quotes)

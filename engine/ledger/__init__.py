@@ -3,10 +3,12 @@
 from engine.ledger.book import ConsolidatedPosition, Ledger, MarkedPosition, consolidate, mark
 from engine.ledger.day import day_pnl
 from engine.ledger.fifo import Lot, PositionBook, PositionState
+from engine.ledger.replica import LedgerReplica
 
 __all__ = [
     "ConsolidatedPosition",
     "Ledger",
+    "LedgerReplica",
     "Lot",
     "MarkedPosition",
     "PositionBook",

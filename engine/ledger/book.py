@@ -18,6 +18,13 @@ from engine.ledger.fifo import PositionBook, PositionState, execution_order
 _ZERO = Decimal(0)
 
 BookKey = tuple[str, InstrumentId, Product]
+# How the ledger files a book: (account, exchange, symbol, product). Plain strings, so hashing and comparing one
+# stays in C (an InstrumentId hashes and compares in Python), and they sort exactly as the BookKey does.
+Slot = tuple[str, str, str, str]
+
+
+def slot_of(account: str, instrument: InstrumentId, product: Product) -> Slot:
+    return (account, instrument.exchange, instrument.symbol, product)
 
 
 class Ledger:
@@ -27,50 +34,92 @@ class Ledger:
     all its fills in execution order, so FIFO matches what the exchange did, whatever order they came in.
     """
 
-    __slots__ = ("_applied", "_books", "_unordered")
+    __slots__ = ("_applied", "_books", "_instruments", "_sorted", "_unordered", "_version")
 
     def __init__(self) -> None:
-        self._books: dict[BookKey, PositionBook] = {}
-        self._applied: set[tuple[str, str]] = set()
-        self._unordered: set[BookKey] = set()
+        self._books: dict[Slot, PositionBook] = {}
+        self._applied: dict[str, set[str]] = {}  # trade ids applied, by account
+        self._unordered: set[Slot] = set()
+        # One InstrumentId per instrument across books: pickled positions then share it, and a reader's dicts find
+        # it by identity instead of comparing it field by field.
+        self._instruments: dict[tuple[str, str], InstrumentId] = {}
+        self._sorted: list[Slot] | None = None  # the slots in order, until a book is added
+        self._version = 0  # one more for each apply_many and rebuild; books carry the version that last changed them
 
     def apply(self, fill: Fill) -> bool:
         """Apply `fill` once; False, with nothing changed, if its (account, trade_id) was seen."""
-        trade_key = (fill.account, fill.trade_id)
-        if trade_key in self._applied:
-            return False
-        key = (fill.account, fill.instrument, fill.product)
-        book = self._books.get(key)
-        if book is None:
-            book = PositionBook(*key)
-        late = book.latest is not None and execution_order(fill) < book.latest
-        book.apply(fill)  # raises before anything is recorded if the fill is malformed
-        if late:
-            self._unordered.add(key)
-        self._books[key] = book
-        self._applied.add(trade_key)
-        return True
+        return self.apply_many((fill,)) == 1
 
     def apply_many(self, fills: Iterable[Fill]) -> int:
-        return sum(self.apply(fill) for fill in fills)
+        """Apply each fill once, as `apply` does; the number that were new. A restart replays every stored fill
+        through here, so the loop is written for speed: ids are kept per account (no tuple per fill), and a book
+        is found by its slot."""
+        applied, books = self._applied, self._books
+        self._version += 1
+        version = self._version
+        count = 0
+        for fill in fills:
+            account = fill.account
+            seen = applied.get(account)
+            if seen is None:
+                seen = applied[account] = set()
+            if fill.trade_id in seen:
+                continue
+            instrument = fill.instrument
+            slot = (account, instrument.exchange, instrument.symbol, fill.product)
+            book = books.get(slot)
+            if book is None:
+                instrument = self._instruments.setdefault(slot[1:3], instrument)
+                book = PositionBook(account, instrument, fill.product)
+                book.fold(fill)  # raises before anything is recorded if the fill is malformed
+                books[slot] = book
+                self._sorted = None
+            else:
+                book.fold(fill)
+                if not book.in_order:
+                    self._unordered.add(slot)
+            book.version = version
+            seen.add(fill.trade_id)
+            count += 1
+        return count
 
     def unordered(self) -> list[BookKey]:
         """The books a late fill left out of execution order; each must be rebuilt from all its fills."""
-        return sorted(self._unordered)
+        return [self._key(slot) for slot in sorted(self._unordered)]
 
     def rebuild(self, key: BookKey, fills: Iterable[Fill]) -> None:
         """Replace one book by its fills (every one applied so far, and only those) in execution order."""
-        book = PositionBook(*key)
+        slot = slot_of(*key)
+        account, instrument, product = key
+        book = PositionBook(account, self._instruments.setdefault(slot[1:3], instrument), product)
         for fill in sorted(fills, key=execution_order):
             book.apply(fill)
-            self._applied.add((fill.account, fill.trade_id))
-        self._books[key] = book
-        self._unordered.discard(key)
+            self._applied.setdefault(fill.account, set()).add(fill.trade_id)
+        self._version += 1
+        book.version = self._version
+        if slot not in self._books:
+            self._sorted = None
+        self._books[slot] = book
+        self._unordered.discard(slot)
 
     def positions(self, accounts: Collection[str] | None = None) -> list[PositionState]:
         """Every book that has traded, flat ones included since they still carry realised PnL."""
-        keys = sorted(k for k in self._books if accounts is None or k[0] in accounts)
-        return [self._books[k].state() for k in keys]
+        if self._sorted is None:
+            self._sorted = sorted(self._books)
+        books = self._books
+        if accounts is None:
+            return [books[slot].state() for slot in self._sorted]
+        wanted = set(accounts)
+        return [books[slot].state() for slot in self._sorted if slot[0] in wanted]
+
+    def changes(self, since: int) -> tuple[int, list[PositionState]]:
+        """The version now, and every book a fill changed after version `since` (0: every book), in no order: for a
+        reader that keeps a copy (LedgerReplica), which then needs only what changed instead of every book."""
+        return self._version, [book.state() for book in self._books.values() if book.version > since]
+
+    def _key(self, slot: Slot) -> BookKey:
+        book = self._books[slot]
+        return (book.account, book.instrument, book.product)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +161,31 @@ def consolidate(marked: Iterable[MarkedPosition]) -> list[ConsolidatedPosition]:
 
 
 def _merge(instrument: InstrumentId, product: Product, group: list[MarkedPosition]) -> ConsolidatedPosition:
-    quantity = sum(m.state.quantity for m in group)
-    open_cost = sum((m.state.open_cost for m in group), _ZERO)
+    """One pass over the group: a portfolio of 100 accounts merges some 20,000 positions on every read."""
+    quantity, open_cost, realised, unrealised = 0, _ZERO, _ZERO, _ZERO
+    sides: set[bool] = set()
+    accounts: set[str] = set()
+    last_price: Decimal | None = None
+    for m in group:
+        state = m.state
+        quantity += state.quantity
+        open_cost += state.open_cost
+        realised += state.realised_pnl
+        unrealised += m.unrealised_pnl
+        if state.quantity:
+            sides.add(state.quantity > 0)
+        if last_price is None:
+            last_price = m.last_price
+        accounts.add(state.account)
     # A long in one account and a short in another do not net into a meaningful entry price.
-    sides = {m.state.quantity > 0 for m in group if m.state.quantity}
     return ConsolidatedPosition(
         instrument=instrument,
         product=product,
         quantity=quantity,
         open_cost=open_cost,
         average_price=open_cost / quantity if len(sides) == 1 else None,
-        last_price=next((m.last_price for m in group if m.last_price is not None), None),
-        realised_pnl=sum((m.state.realised_pnl for m in group), _ZERO),
-        unrealised_pnl=sum((m.unrealised_pnl for m in group), _ZERO),
-        accounts=tuple(sorted({m.state.account for m in group})),
+        last_price=last_price,
+        realised_pnl=realised,
+        unrealised_pnl=unrealised,
+        accounts=tuple(sorted(accounts)),
     )

@@ -14,9 +14,10 @@ from decimal import Decimal
 
 from engine.domain.instruments import InstrumentId
 from engine.domain.orders import Fill
-from engine.domain.types import Product
+from engine.domain.types import Product, Side
 
 _ZERO = Decimal(0)
+_BUY = Side.BUY  # bound once: an enum member looked up on its class costs as much as the comparison
 
 ExecutionOrder = tuple[datetime, int, str]
 
@@ -25,7 +26,11 @@ def execution_order(fill: Fill) -> ExecutionOrder:
     """Where a fill falls in time: FIFO matches lots by when they traded, not by when the daemon learned of
     them (a restart or an adopted order can bring old trades late). Ties within a timestamp go by trade id,
     numerically for the exchanges' numeric ids."""
-    return (fill.filled_at, len(fill.trade_id), fill.trade_id)
+    return (fill.filled_at, *_by_id(fill.trade_id))
+
+
+def _by_id(trade_id: str) -> tuple[int, str]:
+    return (len(trade_id), trade_id)
 
 
 @dataclass(slots=True)
@@ -60,106 +65,140 @@ class PositionState:
 
 
 class PositionBook:
-    """FIFO lots for one (account, instrument, product); all open lots share one sign."""
+    """FIFO lots for one (account, instrument, product); all open lots share one sign.
+
+    `in_order` turns False for good once a fill older (in execution order) than one already applied arrives:
+    the lots were then matched in the wrong order and the book must be rebuilt from all its fills.
+    """
 
     __slots__ = (
+        "_last_at",
+        "_last_trade",
         "_lots",
+        "_state",
         "account",
         "buy_quantity",
         "buy_value",
+        "in_order",
         "instrument",
-        "latest",
         "product",
         "realised",
         "sell_quantity",
         "sell_value",
+        "version",
     )
 
     def __init__(self, account: str, instrument: InstrumentId, product: Product) -> None:
         self.account = account
         self.instrument = instrument
         self.product = product
-        self._lots: deque[Lot] = deque()
+        # (signed quantity, price), oldest first: plain tuples, as a Lot per fill would cost more than the matching,
+        # and the garbage collector stops tracking a tuple of numbers, so a million open lots do not slow its passes
+        self._lots: deque[tuple[int, Decimal]] = deque()
         self.realised: Decimal = _ZERO
         self.buy_quantity = 0
         self.sell_quantity = 0
         self.buy_value: Decimal = _ZERO
         self.sell_value: Decimal = _ZERO
-        self.latest: ExecutionOrder | None = None  # the latest fill applied, in execution order
+        self.in_order = True
+        # The latest fill applied, in execution order: its time, and its trade id for a tie.
+        self._last_at: datetime | None = None
+        self._last_trade = ""
+        self._state: PositionState | None = None  # state() until the next fill
+        self.version = 0  # set by a Ledger: its version when a fill last changed the book
 
     def apply(self, fill: Fill) -> Decimal:
         """Fold one fill in and return the realised PnL it produced (0 if it only opened)."""
-        self._check(fill)
-        at = execution_order(fill)
-        if self.latest is None or at > self.latest:
-            self.latest = at
-        value = fill.quantity * fill.price
-        if fill.side.sign > 0:
-            self.buy_quantity += fill.quantity
-            self.buy_value += value
-        else:
-            self.sell_quantity += fill.quantity
-            self.sell_value += value
-
-        remaining = fill.side.sign * fill.quantity
-        pnl = _ZERO
-        lots = self._lots
-        # Close against the oldest opposite lots; a remainder opens (or flips into) a new lot.
-        while remaining and lots and (lots[0].quantity > 0) != (remaining > 0):
-            lot = lots[0]
-            closed = lot.quantity if abs(lot.quantity) <= abs(remaining) else -remaining
-            pnl += (fill.price - lot.price) * closed
-            lot.quantity -= closed
-            remaining += closed
-            if lot.quantity == 0:
-                lots.popleft()
-        if remaining:
-            lots.append(Lot(remaining, fill.price))
-        self.realised += pnl
-        return pnl
-
-    def _check(self, fill: Fill) -> None:
-        # A misrouted or malformed fill would silently corrupt every later number, so refuse it.
+        # A misrouted fill would silently corrupt every later number, so refuse it.
         if (fill.account, fill.instrument, fill.product) != (self.account, self.instrument, self.product):
             raise ValueError(
                 f"fill {fill.trade_id} for {fill.account}/{fill.instrument}/{fill.product} "
                 f"applied to book {self.account}/{self.instrument}/{self.product}"
             )
-        if fill.quantity <= 0:
-            raise ValueError(f"fill {fill.trade_id} has non-positive quantity {fill.quantity}")
-        if not fill.price.is_finite():
-            raise ValueError(f"fill {fill.trade_id} has non-finite price {fill.price}")
+        return self.fold(fill)
+
+    def fold(self, fill: Fill) -> Decimal:
+        """`apply` without checking that the fill is this book's: for a caller that found the book by the fill's
+        own (account, instrument, product), as the Ledger does for every fill."""
+        quantity, price = fill.quantity, fill.price
+        # A malformed fill would silently corrupt every later number: refuse it before changing anything.
+        if quantity <= 0:
+            raise ValueError(f"fill {fill.trade_id} has non-positive quantity {quantity}")
+        if not price.is_finite():
+            raise ValueError(f"fill {fill.trade_id} has non-finite price {price}")
+        at, last_at = fill.filled_at, self._last_at
+        # Times first: the trade ids, which order fills of the same time, are needed only on a tie.
+        if last_at is None or at > last_at or (at == last_at and _by_id(fill.trade_id) >= _by_id(self._last_trade)):
+            self._last_at, self._last_trade = at, fill.trade_id
+        else:
+            self.in_order = False
+        self._state = None
+        value = quantity * price
+        if fill.side is _BUY:
+            self.buy_quantity += quantity
+            self.buy_value += value
+            remaining = quantity
+        else:
+            self.sell_quantity += quantity
+            self.sell_value += value
+            remaining = -quantity
+
+        lots = self._lots
+        if not lots or (lots[0][0] > 0) == (remaining > 0):
+            lots.append((remaining, price))  # opens, or adds to the open side
+            return _ZERO
+        pnl = _ZERO
+        # Close against the oldest opposite lots; a remainder opens (or flips into) a new lot.
+        while remaining and lots and (lots[0][0] > 0) != (remaining > 0):
+            held, held_price = lots[0]
+            if abs(held) <= abs(remaining):
+                closed = held
+                lots.popleft()
+            else:
+                closed = -remaining
+                lots[0] = (held - closed, held_price)
+            pnl += (price - held_price) * closed
+            remaining += closed
+        if remaining:
+            lots.append((remaining, price))
+        self.realised += pnl
+        return pnl
 
     @property
     def lots(self) -> tuple[Lot, ...]:
         """Copies of the open lots, oldest first; copies so callers cannot edit the book."""
-        return tuple(Lot(lot.quantity, lot.price) for lot in self._lots)
+        return tuple(Lot(quantity, price) for quantity, price in self._lots)
 
     @property
     def quantity(self) -> int:
-        return sum(lot.quantity for lot in self._lots)
+        return self.state().quantity
 
     @property
     def open_cost(self) -> Decimal:
-        return sum((lot.quantity * lot.price for lot in self._lots), _ZERO)
+        return self.state().open_cost
 
     @property
     def average_price(self) -> Decimal | None:
         """Cost-weighted average of the open lots only; unrounded, so it may carry many digits."""
-        quantity = self.quantity
-        return self.open_cost / quantity if quantity else None
+        return self.state().average_price
 
     def state(self) -> PositionState:
-        return PositionState(
-            account=self.account,
-            instrument=self.instrument,
-            product=self.product,
-            quantity=self.quantity,
-            average_price=self.average_price,
-            open_cost=self.open_cost,
-            realised_pnl=self.realised,
-            buy_quantity=self.buy_quantity,
-            sell_quantity=self.sell_quantity,
-            buy_value=self.buy_value,
-            sell_value=self.sell_value,
-        )
+        """The book now; kept until the next fill, since a portfolio reads every book far more often than most
+        books change."""
+        if self._state is None:
+            quantity = sum(lot[0] for lot in self._lots)
+            open_cost = sum((q * p for q, p in self._lots), _ZERO)
+            self._state = PositionState(
+                account=self.account,
+                instrument=self.instrument,
+                product=self.product,
+                quantity=quantity,
+                average_price=open_cost / quantity if quantity else None,
+                open_cost=open_cost,
+                realised_pnl=self.realised,
+                buy_quantity=self.buy_quantity,
+                sell_quantity=self.sell_quantity,
+                buy_value=self.buy_value,
+                sell_value=self.sell_value,
+            )
+        return self._state

@@ -1,5 +1,6 @@
 """PlaceOrder throughput and latency of the daemon against a bare grpc.aio echo server, then the fan-out
-of one order to many accounts (tests/bench/fanout.py).
+of one order to many accounts (tests/bench/fanout.py), the FIFO ledger's apply rate and a 100-account
+portfolio's build (tests/bench/ledger.py), and recovery after kill -9 (tests/bench/recovery.py).
 
 One uvloop client process drives both PlaceOrder targets with the same code, one after the other, so that on
 a 2-core machine only one server competes with the client at a time. Exits 0 whatever the figures.
@@ -18,7 +19,7 @@ from typing import Any
 import grpc
 import uvloop
 
-from tests.bench import echo_server, fanout, probes, report
+from tests.bench import echo_server, fanout, ledger, probes, recovery, report
 from tests.bench.place_order import build_requests, run_calls
 from tests.integration.daemon import Daemon
 from tests.integration.daemon import test_config as config_text
@@ -35,13 +36,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--orders", type=int, default=3000, help="measured PlaceOrder calls per target")
     parser.add_argument("--concurrency", type=int, default=64, help="callers in flight at once")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for results and logs")
-    parser.add_argument("--only", choices=("place_order", "fanout"), help="run one benchmark (default: both)")
+    parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark (default: all, in this order)")
     parser.add_argument("--fanout-accounts", type=int, default=50, help="paper accounts a batch goes to")
     parser.add_argument("--fanout-latency-ms", type=float, default=50.0, help="their broker's answer time")
     parser.add_argument("--fanout-rounds", type=int, default=10, help="measured batches")
+    parser.add_argument("--ledger-fills", type=int, default=1_000_000, help="fills each ledger round applies")
+    parser.add_argument("--ledger-accounts", type=int, default=100, help="accounts the fills are spread over")
+    parser.add_argument("--ledger-instruments", type=int, default=200, help="instruments the fills are spread over")
+    parser.add_argument("--ledger-rounds", type=int, default=3, help="fresh ledgers applying the same fills")
+    parser.add_argument("--portfolio-accounts", type=int, default=100, help="accounts in the portfolio")
+    parser.add_argument("--portfolio-positions", type=int, default=200, help="positions per account")
+    parser.add_argument("--portfolio-calls", type=int, default=100, help="measured portfolio builds")
+    parser.add_argument("--recovery-orders", type=int, default=100_000, help="orders written before the kill")
+    parser.add_argument("--recovery-live", type=int, default=300, help="of them still open at the broker")
+    parser.add_argument("--recovery-days", type=int, default=20, help="days the orders are spread over")
+    parser.add_argument("--recovery-restarts", type=int, default=2, help="kill -9 restarts with and without them")
     args = parser.parse_args(argv)
-    if min(args.orders, args.concurrency, args.fanout_accounts, args.fanout_rounds) < 1:
-        parser.error("--orders, --concurrency, --fanout-accounts and --fanout-rounds must be at least 1")
+    too_few = [name for name, value in vars(args).items() if isinstance(value, int) and value < 1]
+    if set(too_few) - {"recovery_live"}:
+        parser.error(", ".join(f"--{name.replace('_', '-')}" for name in too_few) + " must be at least 1")
+    if not 0 <= args.recovery_live <= args.recovery_orders:
+        parser.error("--recovery-live must be between 0 and --recovery-orders")
     return args
 
 
@@ -136,21 +151,56 @@ async def run_fanout(args: argparse.Namespace) -> dict[str, Any]:
     return {"benchmark": "fanout", "environment": environment, **figures}
 
 
+def _place_order(args: argparse.Namespace) -> dict[str, Any]:
+    return uvloop.run(run(args))
+
+
+def _fanout(args: argparse.Namespace) -> dict[str, Any]:
+    return uvloop.run(run_fanout(args))
+
+
+def _ledger(args: argparse.Namespace) -> dict[str, Any]:
+    environment = report.environment()
+    figures = ledger.bench_apply(args.ledger_fills, args.ledger_accounts, args.ledger_instruments, args.ledger_rounds)
+    return {"benchmark": "ledger", "environment": environment, **figures}
+
+
+def _portfolio(args: argparse.Namespace) -> dict[str, Any]:
+    environment = report.environment()
+    figures = ledger.bench_portfolio(args.portfolio_accounts, args.portfolio_positions, args.portfolio_calls)
+    return {"benchmark": "portfolio", "environment": environment, **figures}
+
+
+def _recovery(args: argparse.Namespace) -> dict[str, Any]:
+    environment = report.environment()
+    figures = recovery.bench_recovery(
+        args.out, args.recovery_orders, args.recovery_live, args.recovery_days, args.recovery_restarts
+    )
+    return {"benchmark": "recovery", "environment": environment, **figures}
+
+
+Run = Callable[[argparse.Namespace], dict[str, Any]]
+Show = Callable[[dict[str, Any]], None]
+# name -> (run it, print its table); each writes <name>.json under --out
+BENCHMARKS: dict[str, tuple[Run, Show]] = {
+    "place_order": (_place_order, report.print_tables),
+    "fanout": (_fanout, fanout.print_table),
+    "ledger": (_ledger, ledger.print_apply),
+    "portfolio": (_portfolio, ledger.print_portfolio),
+    "recovery": (_recovery, recovery.print_table),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.only in (None, "place_order"):
-        result = uvloop.run(run(args))
-        report.print_tables(result)
-        path = args.out / "place_order.json"
-        report.write_json(result, path)
-        print(f"wrote {path}")
-    if args.only in (None, "fanout"):
-        result = uvloop.run(run_fanout(args))
-        fanout.print_table(result)
-        path = args.out / "fanout.json"
-        report.write_json(result, path)
-        print(f"wrote {path}")
+    for name, (bench, show) in BENCHMARKS.items():
+        if args.only in (None, name):
+            result = bench(args)
+            show(result)
+            path = args.out / f"{name}.json"
+            report.write_json(result, path)
+            print(f"wrote {path}")
     return 0
 
 

@@ -20,9 +20,8 @@ from typing import Any
 import grpc
 import psutil
 from rich.console import Console
-from rich.table import Table
 
-from tests.bench import probes
+from tests.bench import probes, report
 from tests.bench.report import percentile
 from tests.integration.daemon import Daemon
 from trademaster.v1 import common_pb2, operations_pb2, operations_pb2_grpc, orders_pb2, orders_pb2_grpc
@@ -175,12 +174,10 @@ def summarize(
 
 def print_table(result: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(
-        title=f"Fan-out: one order to {result['accounts']} paper accounts, broker latency"
+    title = (
+        f"Fan-out: one order to {result['accounts']} paper accounts, broker latency"
         f" {result['broker_latency_ms']:g} ms, {result['rounds']} rounds"
     )
-    table.add_column("")
-    table.add_column("value", justify="right")
     rows = [
         ("BatchOrder p50 (ms)", f"{result['fanout_p50_ms']:.1f}"),
         ("BatchOrder max (ms)", f"{result['fanout_max_ms']:.1f}"),
@@ -196,8 +193,6 @@ def print_table(result: dict[str, Any], console: Console | None = None) -> None:
         ("legs failed (all rounds)", str(result["legs_failed"])),
         ("daemon start with its accounts (s)", f"{result['daemon_ready_s']:.1f}"),
     ]
-    for label, value in rows:
-        table.add_row(label, value)
-    console.print(table)
+    report.print_rows(title, rows, console)
     if result["first_failure"]:
         console.print(f"[yellow]fan-out: {result['first_failure']}[/]")

@@ -58,6 +58,22 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def latency_ms(seconds: list[float]) -> dict[str, float]:
+    """p50, p99, mean and max in milliseconds of timings taken in seconds."""
+    ordered = sorted(seconds)
+    return {
+        "p50_ms": percentile(ordered, 50) * 1000,
+        "p99_ms": percentile(ordered, 99) * 1000,
+        "mean_ms": sum(ordered) / len(ordered) * 1000 if ordered else math.nan,
+        "max_ms": ordered[-1] * 1000 if ordered else math.nan,
+    }
+
+
+def against(target: str, met: bool) -> str:
+    """How a figure stands against its target, for the tables: "(target ≤ 5 s: met)"."""
+    return f"(target {target}: {'met' if met else 'not met'})"
+
+
 def ratios(echo: dict[str, Any], daemon: dict[str, Any]) -> dict[str, float]:
     """daemon/echo for each figure: throughput below 1 and latency above 1 are the daemon's cost."""
 
@@ -130,6 +146,16 @@ def print_tables(result: dict[str, Any], console: Console | None = None) -> None
     for name, figures in (("echo", echo), ("daemon", daemon)):
         if figures["first_error"] or figures["first_rejection"]:
             console.print(f"[yellow]{name}: {figures['first_error'] or figures['first_rejection']}[/]")
+
+
+def print_rows(title: str, rows: list[tuple[str, str]], console: Console | None = None) -> None:
+    """A two-column table of figures already formatted, as each benchmark but PlaceOrder prints them."""
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for label, value in rows:
+        table.add_row(label, value)
+    (console or Console()).print(table)
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

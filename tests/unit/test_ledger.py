@@ -16,6 +16,7 @@ from engine.domain import Exchange, Fill, InstrumentId, Product, Side
 from engine.ledger import (
     ConsolidatedPosition,
     Ledger,
+    LedgerReplica,
     Lot,
     PositionBook,
     PositionState,
@@ -501,3 +502,36 @@ def test_a_late_fill_leaves_its_book_to_be_rebuilt_in_execution_order() -> None:
     infy = next(p for p in ledger.positions() if p.instrument == INFY)
     assert (infy.realised_pnl, infy.quantity, infy.average_price) == (D(200), 10, D(110))
     assert not ledger.apply(first), "the rebuilt book's fills still count as applied"
+
+
+# --- a reader's copy -------------------------------------------------------------------------------------
+
+
+def test_changes_name_only_the_books_changed_since_a_version() -> None:
+    ledger = _ledger(fill(B, 5, "10", account="A"), fill(B, 5, "10", account="B"))
+    version, everything = ledger.changes(0)
+    assert sorted(s.account for s in everything) == ["A", "B"]
+    ledger.apply(fill(S, 2, "12", account="B"))
+    later, changed = ledger.changes(version)
+    assert later > version and [(s.account, s.quantity) for s in changed] == [("B", 3)]
+    assert ledger.changes(later) == (later, [])
+
+
+def test_a_replica_follows_the_ledger_and_drops_an_answer_older_than_itself() -> None:
+    ledger = _ledger(fill(B, 5, "10", account="B", instrument=TCS), fill(B, 5, "10", account="A"))
+    copy = LedgerReplica()
+    copy.update("e1", *ledger.changes(0))
+    stale = ("e1", *ledger.changes(0))  # every book as it is now
+    ledger.apply_many([fill(S, 5, "11", account="A"), fill(B, 1, "10", account="A", instrument=TCS)])
+    copy.update("e1", *ledger.changes(copy.version))
+    copy.update(*stale)  # an overlapping call's answer, come back last
+    assert copy.positions(["B", "A", "nobody"]) == ledger.positions(["B"]) + ledger.positions(["A"])
+    assert copy.positions(["A"])[0].quantity == 0, "in the ledger's order: INFY before TCS"
+
+
+def test_a_replica_of_another_epoch_is_replaced_whole() -> None:
+    copy = LedgerReplica()
+    copy.update("e1", *_ledger(fill(B, 5, "10", account="A"), fill(B, 5, "10", account="B")).changes(0))
+    restarted = _ledger(fill(B, 7, "10", account="A"))
+    copy.update("e2", *restarted.changes(0))
+    assert copy.positions(["A", "B"]) == restarted.positions()

@@ -16,7 +16,7 @@ from engine.api.gateway import Gateway
 from engine.domain import Instrument, InstrumentId, OrderRequest
 from engine.domain.accounts import NO_COUNT, AccountSnapshot, AccountStatus, DayCount, Submission, reconciling
 from engine.domain.sessions import IST
-from engine.errors import FailedPrecondition, ServiceUnavailable
+from engine.errors import ServiceUnavailable
 from engine.risk import RiskContext, RiskLimits, RiskViolation, SessionCalendar, check_order
 from engine.routing import Hold, Reservations, claim
 
@@ -137,7 +137,7 @@ class PreTradeRisk:
             if snap.status is AccountStatus.LOGIN_REQUIRED:
                 return None  # it refuses every order until a login, and a login refreshes its snapshot at once
             why = f" ({snap.last_error})" if snap.last_error else ""
-            raise FailedPrecondition(
+            raise ServiceUnavailable(
                 f"account {account} has not synced with its broker yet{why}, so its risk limits cannot be checked;"
                 " try again shortly"
             )

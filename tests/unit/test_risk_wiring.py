@@ -313,7 +313,7 @@ def test_refusal_is_why_not_even_one_lot_may_go_there() -> None:
 def test_an_account_never_synced_cannot_be_checked_unless_it_needs_a_login() -> None:
     starting = snapshot(last_sync=None, status=AccountStatus.DEGRADED, last_error="Unavailable: connection refused")
     check = risk({"ka1": RiskLimits()}, ka1=starting)
-    with pytest.raises(FailedPrecondition, match=r"ka1 has not synced .* connection refused"):
+    with pytest.raises(ServiceUnavailable, match=r"ka1 has not synced .* connection refused"):
         check.check(BUY, INFY_MASTER, D(1500), [("ka1", 1)])
     login = risk({"ka1": RiskLimits()}, ka1=snapshot(last_sync=None, status=AccountStatus.LOGIN_REQUIRED))
     login.check(BUY, INFY_MASTER, D(1500), [("ka1", 1)])  # the account itself refuses, saying how to log in

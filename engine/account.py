@@ -40,7 +40,7 @@ from engine.domain.ids import new_order_id
 from engine.domain.sessions import IST
 from engine.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceUnavailable
 from engine.ledger import day_pnl
-from engine.order_sync import apply_broker_view, settled_status
+from engine.order_sync import apply_broker_view, fills_from, settled_status
 from engine.routing import CircuitBreaker
 from engine.store.database import database_unreachable
 from engine.store.orders import DuplicateFill, OrderStore
@@ -563,6 +563,7 @@ class AccountRuntime:
             for broker in orders:
                 if broker.broker_order_id not in self._broker_ids and broker.tag not in self._live:
                     await self._adopt(broker)
+            folded = {o.broker_order_id for o in self._live.values() if o.broker_order_id}
             for order in list(self._live.values()):
                 broker = by_id.get(order.broker_order_id or "") or by_tag.get(order.order_id)
                 if broker is None:
@@ -573,6 +574,7 @@ class AccountRuntime:
                         )
                         await self._save(order.moved_to(OrderStatus.REJECTED, _now(), status_message=why))
                     continue
+                folded.add(broker.broker_order_id)
                 try:
                     updated, fills = apply_broker_view(
                         order, broker, new_trades.get(broker.broker_order_id, []), _now()
@@ -586,6 +588,29 @@ class AccountRuntime:
                     except DuplicateFill as exc:
                         log.error("%s; reloading order %s from the database", exc, order.order_id)
                         await self._reload(order.order_id)
+            for broker_order_id in new_trades.keys() - folded:
+                await self._late_trades(broker_order_id, new_trades[broker_order_id])
+
+    async def _late_trades(self, broker_order_id: str, trades: list[BrokerTrade]) -> None:
+        """Trades reported after their order ended here (a trade book lagging its order book): still fills."""
+        order = await self._store.get_by_broker_id(self.account, broker_order_id)
+        if order is None or not order.is_terminal:
+            log.warning("account %s: trades of broker order %s, which no finished order stands for, wait for"
+                        " the next sync", self.account, broker_order_id)  # fmt: skip
+            return
+        fills = fills_from(order, trades)
+        updated = order
+        for fill in fills:
+            updated = updated.with_fill(fill)
+        if updated.filled_quantity > updated.quantity:
+            log.error("account %s: order %s would fill %d of %d; its late trades are not applied", self.account,
+                      order.order_id, updated.filled_quantity, updated.quantity)  # fmt: skip
+            return
+        try:
+            await self._save(updated, fills)
+        except DuplicateFill as exc:
+            log.error("%s; reloading the recorded trades", exc)
+            self._trade_ids = await self._known_trades()
 
     def _never_sent(self, order: Order, asked_at: datetime) -> bool:
         if order.broker_order_id or order.order_id in self._sending:

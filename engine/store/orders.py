@@ -214,6 +214,14 @@ class OrderStore:
         row = await self._pool.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)
         return _order_from_row(row) if row else None
 
+    async def get_by_broker_id(self, account: str, broker_order_id: str) -> Order | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND broker_order_id = $2",
+            account,
+            broker_order_id,
+        )
+        return _order_from_row(row) if row else None
+
     async def get_by_client_id(self, client_order_id: str) -> Order | None:
         row = await self._pool.fetchrow(
             f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = $1", client_order_id

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from engine.account import AccountRuntime
-from engine.brokers.base import Ambiguous, BrokerOrder, Funds, PlaceRequest, Rejected, Unavailable
+from engine.brokers.base import Ambiguous, BrokerOrder, BrokerTrade, Funds, PlaceRequest, Rejected, Unavailable
 from engine.brokers.pacing import OrderGate, OrderQueueFull
 from engine.brokers.paper import PaperBroker
 from engine.domain import InstrumentId, Order, OrderRequest, OrderStatus, OrderType, Product, Side
@@ -45,6 +45,7 @@ class FlakyBroker(PaperBroker):
     placed_at: list[float]
     while_answering: Callable[[], Awaitable[None]] | None = None  # runs between accepting and a lost answer
     funds_refused: bool = False
+    trades_withheld: frozenset[str] = frozenset()  # broker order ids whose trades the trade book does not show yet
 
     async def place(self, request: PlaceRequest) -> str:
         mode, self.fail_next = self.fail_next, ""
@@ -62,6 +63,9 @@ class FlakyBroker(PaperBroker):
         if self.down:
             raise Unavailable("connection refused")
         return await super().orders()
+
+    async def trades(self) -> list[BrokerTrade]:
+        return [t for t in await super().trades() if t.broker_order_id not in self.trades_withheld]
 
     async def funds(self) -> Funds:
         if self.funds_refused:
@@ -139,6 +143,26 @@ async def test_lost_response_stays_in_flight_and_is_adopted_by_tag(runtime) -> N
     found = await store.get(order.order_id)
     assert found is not None and found.status is OrderStatus.FILLED and found.broker_order_id
     assert _broker_orders_tagged(broker, order.order_id) == 1
+
+
+async def test_trades_reported_after_their_order_ended_still_become_its_fills(runtime) -> None:
+    rt, broker, store = runtime
+    broker.exchange.depth_per_second = 100  # 250 units fill over three simulated seconds
+    order = (await rt.submit(_request(rt.account, f"{rt.account}-lagging", quantity=250))).order
+    await rt.sync()
+    assert order.broker_order_id
+    broker.trades_withheld = frozenset({order.broker_order_id})  # the trade book lags from here on
+    await asyncio.sleep(1.1)
+    ended = await rt.cancel(order.order_id)
+    assert ended.status is OrderStatus.CANCELLED
+    at_broker = next(o for o in broker.exchange.orders() if o.broker_order_id == order.broker_order_id)
+    assert ended.filled_quantity < at_broker.filled_quantity, "the cancel was folded before the last trades"
+    broker.trades_withheld = frozenset()
+    await rt.sync()
+    final = await store.get(order.order_id)
+    fills = [f.quantity for _, f in await store.fills_after(0) if f.order_id == order.order_id]
+    assert final is not None and final.status is OrderStatus.CANCELLED
+    assert final.filled_quantity == sum(fills) == at_broker.filled_quantity
 
 
 async def test_a_sync_that_finds_the_order_before_its_lost_answer_arrives_stands(runtime) -> None:

@@ -21,6 +21,7 @@ from trademaster.v1 import orders_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120.0
+_ORDER_SERVICE_HEALTH = health_pb2.HealthCheckRequest(service="trademaster.v1.OrderService")
 T = TypeVar("T")
 
 
@@ -115,8 +116,10 @@ class Daemon:
         self.wait_serving()
 
     def wait_serving(self) -> None:
-        """Poll health every 0.1 s until SERVING. Each poll opens a new channel: a channel refused while the daemon
-        starts waits ever longer (gRPC's reconnect backoff) before it tries again, and saw SERVING up to 10 s late."""
+        """Poll the OrderService's health every 0.1 s until SERVING. Each poll opens a new channel: a channel refused
+        while the daemon starts waits ever longer (gRPC's reconnect backoff) before it tries again, and saw SERVING
+        up to 10 s late. The service is named because the server's own health is one any gRPC server may answer:
+        Ray's GCS does, and it may have taken the port picked for this daemon."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             assert self.proc is not None
@@ -124,7 +127,7 @@ class Daemon:
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}; see {self.log_path}")
             with open_channel(self.address, self.tls) as channel:
                 try:
-                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    reply = health_pb2_grpc.HealthStub(channel).Check(_ORDER_SERVICE_HEALTH, timeout=1)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:

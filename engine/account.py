@@ -223,7 +223,7 @@ class AccountRuntime:
             # A retry of an order already stored must get that order back, not a refusal.
             known = await self._store.get_by_client_id(request.client_order_id)
             if known is not None:
-                return self._duplicate(known, request)
+                return await self._again(known, request)
             if unreconciled:
                 raise ServiceUnavailable(reconciling(self.account, self._snapshot.last_error))
             if not self._breaker.would_allow():
@@ -244,10 +244,7 @@ class AccountRuntime:
                         self._unsent.add(intent.order_id)
                     raise
                 if not events:
-                    if order.order_id in self._unsent:  # stored after all, but this call never sent it
-                        self._duplicate(order, request)  # the same order, or it raises
-                        order = await self._give_up_unsent(order)
-                    return self._duplicate(order, request)
+                    return await self._again(order, request)
                 self._live[order.order_id] = order
                 await self._gate.turn()
             return await self._send(order)
@@ -311,6 +308,13 @@ class AccountRuntime:
             updated_at=now,
             **extra,
         )
+
+    async def _again(self, order: Order, request: OrderRequest) -> Submission:
+        """A repeated client_order_id gets its order; one whose storing failed here (never sent) is given up first."""
+        if order.order_id in self._unsent:
+            self._duplicate(order, request)  # the same order, or it raises
+            order = await self._give_up_unsent(order)
+        return self._duplicate(order, request)
 
     def _duplicate(self, order: Order, request: OrderRequest) -> Submission:
         if not _same_order(order, request):

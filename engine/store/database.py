@@ -76,6 +76,9 @@ _SERVER_GONE = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    # The client's protocol state left broken by a server that went away mid-operation ("cannot switch to state
+    # 15; another operation (2) is in progress"), seen when the server stops under a running query.
+    asyncpg.InternalClientError,
 )
 
 

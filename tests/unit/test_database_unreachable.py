@@ -90,6 +90,7 @@ async def test_a_refused_connection_is_unreachable_and_names_no_address() -> Non
         asyncpg.AdminShutdownError("terminating connection due to administrator command"),
         asyncpg.CrashShutdownError("terminating connection because of crash of another server process"),
         asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+        asyncpg.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
     ],
 )
 def test_what_the_server_says_while_it_cannot_serve_is_unreachable(exc: Exception) -> None:

@@ -137,6 +137,13 @@ class MarketDataSettings(StrictModel):
     )
 
 
+class PortfolioSettings(StrictModel):
+    """The intraday PnL curve the dashboard draws (PortfolioService.GetPnlHistory)."""
+
+    pnl_sample_seconds: float = Field(60.0, ge=1, le=3600, description="how often every account's PnL is sampled")
+    pnl_history_days: int = Field(30, ge=1, le=3650, description="how long samples are kept")
+
+
 NAME_RULE = "1-40 characters of letters, digits, '_', '.', '-', starting with a letter or digit"
 
 
@@ -237,6 +244,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     market_data: MarketDataSettings = Field(default_factory=MarketDataSettings)
+    portfolio: PortfolioSettings = Field(default_factory=PortfolioSettings)
     accounts: list[AccountSettings] = Field(
         default_factory=list, description="empty: the demo, three accounts at two simulated brokers"
     )

@@ -33,6 +33,7 @@ from engine.api.operations import OperationsService
 from engine.api.order_commands import OrderCommands
 from engine.api.orders import OrderService
 from engine.api.placement import Placement
+from engine.api.pnl_sampler import PnlSampler
 from engine.api.portfolio import PortfolioService
 from engine.api.registry import AccountRegistry
 from engine.api.security import SecurityService
@@ -54,6 +55,7 @@ from engine.store.database import EmbeddedPostgres, create_pool
 from engine.store.migrate import migrate
 from engine.store.orders import OrderStore
 from engine.store.overrides import OverrideStore
+from engine.store.pnl_samples import PnlSampleStore
 from engine.store.routed import RoutedOrderStore
 from engine.store.sessions import SessionStore
 from engine.store.strategies import EVENT_CHANNEL as STRATEGY_EVENTS
@@ -159,6 +161,11 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     hub = EventHub(store, dsn)
     await gateway.start()
     await hub.start()
+    pnl_samples = PnlSampleStore(pool)
+    sampler = PnlSampler(
+        gateway, pnl_samples, settings.portfolio.pnl_sample_seconds, settings.portfolio.pnl_history_days
+    )
+    sampler.start()
     routed = RoutedOrderStore(pool)
     overrides = OverrideStore(pool)
     registry = await AccountRegistry.load(settings.accounts, overrides)
@@ -183,7 +190,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     strategy_service = StrategyService(strategy_store, runner, gateway, registry, hub, strategy_events)
     services = [
         (orders_pb2_grpc.add_OrderServiceServicer_to_server, OrderService(gateway, hub, placement, routed, commands)),
-        (portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server, PortfolioService(gateway)),
+        (portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server, PortfolioService(gateway, pnl_samples)),
         (accounts_pb2_grpc.add_AccountServiceServicer_to_server, AccountService(gateway, registry, states)),
         (security_pb2_grpc.add_SecurityServiceServicer_to_server, security),
         (marketdata_pb2_grpc.add_MarketDataServiceServicer_to_server, MarketDataService(gateway)),
@@ -222,6 +229,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     await runner.stop()
     await strategy_events.stop()
     await hub.stop()
+    await sampler.stop()
     await audit.stop()
     await gateway.stop()
     await market.stop.remote()  # before the accounts, so no quote request finds them gone

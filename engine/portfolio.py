@@ -129,3 +129,16 @@ def build_portfolio(
         holdings=_consolidate_holdings([h for b in books for h in b.holdings]),
         funds=funds,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PnlPoint:
+    """The summed PnL of some accounts at one sampling instant: a point of the intraday PnL curve."""
+
+    at: datetime
+    realised: Decimal
+    unrealised: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.realised + self.unrealised

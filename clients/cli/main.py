@@ -325,6 +325,22 @@ def portfolio(
 
 @app.command()
 @rpc_errors
+def pnl(
+    account: Annotated[list[str] | None, typer.Option(help="Only these accounts, summed (repeatable).")] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    json: JsonOpt = False,
+) -> None:
+    """Today's PnL curve: realised, unrealised and total PnL at each sample (portfolio.pnl_sample_seconds)."""
+    with connect(server) as client:
+        reply = client.portfolio.GetPnlHistory(portfolio_pb2.GetPnlHistoryRequest(accounts=account or []))
+    if json:
+        typer.echo(render.as_json(reply))
+    else:
+        render.pnl_history(reply)
+
+
+@app.command()
+@rpc_errors
 def events(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming new events.")] = False,
     after: Annotated[

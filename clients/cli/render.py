@@ -140,6 +140,11 @@ def portfolio(book: portfolio_pb2.Portfolio) -> None:
     )
 
 
+def pnl_history(history: portfolio_pb2.PnlHistory) -> None:
+    rows = ([_when(p.at), p.realised_pnl, p.unrealised_pnl, p.total_pnl] for p in history.points)
+    console.print(table("PnL today", ["at", "realised", "unrealised", "total"], rows))
+
+
 def route(decision: orders_pb2.RouteDecision) -> None:
     """The routing decision: its one-line reason, then every candidate's scores."""
     console.print(f"[bold]Route:[/bold] {decision.reason}", highlight=False, soft_wrap=True)

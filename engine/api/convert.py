@@ -16,7 +16,7 @@ from engine.domain import Fill, Order, OrderEvent, OrderStatus, OrderType, Produ
 from engine.domain.accounts import AccountSnapshot
 from engine.errors import InvalidArgument
 from engine.ledger import ConsolidatedPosition, MarkedPosition
-from engine.portfolio import AccountBook, HoldingView, PortfolioView
+from engine.portfolio import AccountBook, HoldingView, PnlPoint, PortfolioView
 from engine.risk.states import Scope, ScopeKind, TradingState
 from engine.routing import CandidateReport, RouteDecision, RoutingMode, slices
 from engine.security.tokens import Role
@@ -277,6 +277,20 @@ def portfolio_to_proto(view: PortfolioView, as_of: datetime) -> portfolio_pb2.Po
     for b in view.accounts:
         _add_account(message.accounts, b)
     return message
+
+
+def pnl_history_to_proto(points: list[PnlPoint]) -> portfolio_pb2.PnlHistory:
+    return portfolio_pb2.PnlHistory(
+        points=[
+            portfolio_pb2.PnlPoint(
+                at=timestamp(p.at),
+                realised_pnl=money(p.realised),
+                unrealised_pnl=money(p.unrealised),
+                total_pnl=money(p.total),
+            )
+            for p in points
+        ]
+    )
 
 
 def account_to_proto(

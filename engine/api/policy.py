@@ -48,6 +48,7 @@ POLICY: dict[str, Rule] = {
     "/trademaster.v1.OrderService/StreamOrderEvents": Rule(_V),
     "/trademaster.v1.PortfolioService/GetPortfolio": Rule(_V),
     "/trademaster.v1.PortfolioService/StreamPortfolio": Rule(_V),
+    "/trademaster.v1.PortfolioService/GetPnlHistory": Rule(_V),
     "/trademaster.v1.SecurityService/WhoAmI": Rule(_V),
     "/trademaster.v1.SecurityService/AddUser": Rule(_A, audit=True),
     "/trademaster.v1.SecurityService/ListUsers": Rule(_A),

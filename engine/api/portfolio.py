@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 import grpc
 
 from engine.api import convert, validation
 from engine.api.auth import caller
 from engine.api.gateway import Gateway
+from engine.domain.sessions import IST
 from engine.errors import InvalidArgument
+from engine.store.pnl_samples import PnlSampleStore
 from trademaster.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 _MIN_INTERVAL_MS = 100
@@ -25,8 +27,9 @@ def _accounts(gateway: Gateway, names: list[str]) -> list[str]:
 
 
 class PortfolioService(portfolio_pb2_grpc.PortfolioServiceServicer):
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, pnl_samples: PnlSampleStore) -> None:
         self._gw = gateway
+        self._pnl = pnl_samples
 
     async def _snapshot(self, accounts: list[str]) -> portfolio_pb2.Portfolio:
         view = await self._gw.portfolio(accounts, caller())
@@ -55,3 +58,14 @@ class PortfolioService(portfolio_pb2_grpc.PortfolioServiceServicer):
                 previous = body
                 yield snapshot
             await asyncio.sleep(interval_ms / 1000)
+
+    async def GetPnlHistory(
+        self, request: portfolio_pb2.GetPnlHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.PnlHistory:
+        principal = caller()
+        accounts = _accounts(self._gw, list(request.accounts)) or principal.visible(self._gw.accounts)
+        if request.HasField("since"):
+            since = request.since.ToDatetime(tzinfo=UTC)
+        else:
+            since = datetime.combine(datetime.now(IST).date(), time.min, tzinfo=IST)
+        return convert.pnl_history_to_proto(await self._pnl.curve(accounts, since))

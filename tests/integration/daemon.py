@@ -59,6 +59,9 @@ volatility = 0.0
 depth_per_second = 100
 half_spread_ticks = 1
 
+[portfolio]
+pnl_sample_seconds = 1
+
 [[accounts]]
 id = "alpha"
 venue = "zerodha"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.daemon import ROOT, Daemon
+from tests.integration.daemon import ROOT, Daemon, wait_for
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 
@@ -44,6 +44,9 @@ def test_cli_place_get_list_portfolio_events(daemon: Daemon) -> None:
     book = json.loads(cli(daemon, "portfolio", "--account", "beta", "--json").stdout)
     assert [a["account"] for a in book["accounts"]] == ["beta"]
     assert "Portfolio" in cli(daemon, "portfolio").stdout
+    curve = wait_for(lambda: json.loads(cli(daemon, "pnl", "--account", "beta", "--json").stdout).get("points"))
+    assert {"at", "realised_pnl", "unrealised_pnl", "total_pnl"} <= set(curve[-1])
+    assert "PnL today" in cli(daemon, "pnl").stdout
 
     events = cli(daemon, "events", "--account", "beta", "--json")
     lines = [json.loads(line) for line in events.stdout.splitlines()]

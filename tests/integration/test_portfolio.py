@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from engine.domain import InstrumentId
@@ -67,3 +68,41 @@ def test_portfolio_realised_unrealised_and_consolidation(daemon: Daemon) -> None
     assert Decimal(whole.totals.realised_pnl) == sum(Decimal(a.realised_pnl) for a in whole.accounts)
     assert Decimal(whole.totals.funds.total) == sum(Decimal(a.funds.total) for a in whole.accounts)
     assert [h.instrument for h in whole.holdings] == ["NSE:INFY"]  # alpha's seeded holding
+
+
+def _curve(client, *accounts: str) -> dict[datetime, portfolio_pb2.PnlPoint]:
+    request = portfolio_pb2.GetPnlHistoryRequest(accounts=accounts)
+    return {p.at.ToDatetime(): p for p in client.portfolio.GetPnlHistory(request, timeout=10).points}
+
+
+def test_pnl_history_is_the_sampled_book(daemon: Daemon) -> None:
+    """Runs after the test above (file order), which fixes gamma's realised PnL; the daemon samples every second."""
+    with daemon.client() as client:
+        _filled(client, instrument="NSE:TCS", quantity=2)
+        _filled(client, instrument="NSE:TCS", quantity=1, side=common_pb2.SIDE_SELL)
+
+        def gamma_point() -> portfolio_pb2.PnlPoint | None:
+            book = client.portfolio.GetPortfolio(portfolio_pb2.GetPortfolioRequest(accounts=["gamma"]), timeout=10)
+            account = book.accounts[0]
+            curve = client.portfolio.GetPnlHistory(portfolio_pb2.GetPnlHistoryRequest(accounts=["gamma"]), timeout=10)
+            if not curve.points:
+                return None
+            last = curve.points[-1]
+            same = (last.realised_pnl, last.unrealised_pnl) == (account.realised_pnl, account.unrealised_pnl)
+            return last if same else None
+
+        last = wait_for(gamma_point)
+        assert Decimal(last.realised_pnl) != 0
+        assert Decimal(last.total_pnl) == Decimal(last.realised_pnl) + Decimal(last.unrealised_pnl)
+
+        whole = client.portfolio.GetPnlHistory(portfolio_pb2.GetPnlHistoryRequest(), timeout=10)
+        instants = [p.at.ToDatetime() for p in whole.points]
+        assert instants == sorted(set(instants)), "one point per instant, oldest first"
+        at = last.at.ToDatetime()
+        parts = [_curve(client, name)[at] for name in ("alpha", "beta", "gamma")]
+        assert Decimal(_curve(client)[at].realised_pnl) == sum(Decimal(p.realised_pnl) for p in parts)
+        assert Decimal(_curve(client)[at].unrealised_pnl) == sum(Decimal(p.unrealised_pnl) for p in parts)
+
+        later = portfolio_pb2.GetPnlHistoryRequest(accounts=["gamma"])
+        later.since.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
+        assert not client.portfolio.GetPnlHistory(later, timeout=10).points

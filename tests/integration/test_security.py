@@ -211,6 +211,9 @@ MATRIX: dict[str, tuple[bool, Call]] = {
             c.portfolio.StreamPortfolio(portfolio_pb2.StreamPortfolioRequest(accounts=[a]), timeout=10)
         ),
     ),
+    "PortfolioService/GetPnlHistory": (
+        True, lambda c, w, a, me: c.portfolio.GetPnlHistory(portfolio_pb2.GetPnlHistoryRequest(accounts=[a]))
+    ),
     "MarketDataService/GetQuotes": (
         False,
         lambda c, w, a, me: c.market_data.GetQuotes(marketdata_pb2.GetQuotesRequest(instruments=["NSE:INFY"])),

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import ray
@@ -142,11 +144,10 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
         )
         res.actors.append(actor)
         handles.append(AccountHandle(account, actor))
+    market = MarketDataActor.options(name="market-data").remote(quote_sources(settings.accounts), settings.market_data)
+    res.actors.append(market)  # created with the others, so its worker process starts while they start
     await asyncio.gather(ledger.sync.remote(), *(h.actor.start.remote() for h in handles))
     log.info("actors ready: ledger and %d accounts", len(handles))
-
-    market = MarketDataActor.options(name="market-data").remote(quote_sources(settings.accounts), settings.market_data)
-    res.actors.append(market)
     await market.start.remote()
     gateway = Gateway(
         handles,
@@ -212,6 +213,8 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     log.info("serving gRPC on %s", settings.server.listen)
     _warn_if_exposed(settings.server)
     print(f"trademaster: serving on {settings.server.listen}", flush=True)
+    gc.collect()
+    gc.freeze()  # start-up's objects live as long as the daemon: full collections skip them, so pause the loop less
     if first_token:
         print(f"trademaster: admin API token, shown once (the CLI reads {token_file}): {first_token}", flush=True)
 
@@ -258,11 +261,16 @@ def run(settings: Settings, new_admin_token: bool = False) -> None:
             settings = _start_demo(settings, res)
         register_plaintext(settings.accounts)
         dsn = settings.database.url
-        if not dsn:
-            res.embedded = EmbeddedPostgres.start(settings.data_dir)
+        with ThreadPoolExecutor(1, thread_name_prefix="embedded-postgres") as starter:
+            embedded = None if dsn else starter.submit(EmbeddedPostgres.start, settings.data_dir)
+            try:  # Ray's start takes seconds: the database starts meanwhile, so a restart serves sooner
+                _start_ray(settings)
+                res.ray_started = True
+            finally:
+                if embedded is not None:
+                    res.embedded = embedded.result()
+        if res.embedded is not None:
             dsn = res.embedded.dsn
-        _start_ray(settings)
-        res.ray_started = True
         uvloop.run(_serve(settings, dsn, res, box, new_admin_token))
     finally:
         for actor in reversed(res.actors):

@@ -38,6 +38,10 @@ def _check_listen(value: str) -> str:
     return value
 
 
+WEB_LISTEN = "127.0.0.1:8080"
+"""Where `serve --web` serves the dashboard and gRPC-web when server.web_listen is empty."""
+
+
 class ServerSettings(StrictModel):
     listen: str = "127.0.0.1:50051"
     metrics_listen: str = Field("127.0.0.1:9464", description="empty disables the Prometheus endpoint")
@@ -48,7 +52,7 @@ class ServerSettings(StrictModel):
         None, description="PEM CA(s); set: clients must present a certificate signed by one (mutual TLS)"
     )
 
-    _listen = field_validator("listen", "metrics_listen")(_check_listen)
+    _listen = field_validator("listen", "metrics_listen", "web_listen")(_check_listen)
 
     @model_validator(mode="after")
     def _tls_files(self) -> ServerSettings:
@@ -61,6 +65,13 @@ class DatabaseSettings(StrictModel):
     pool_size: int = Field(8, ge=2, le=100)
 
 
+    web_listen: str = Field(
+        "", description="the dashboard and gRPC-web (proxied to `listen`); empty: off (`serve --web`: 127.0.0.1:8080)"
+    )
+    web_root: Path | None = Field(None, description="the built dashboard; empty: clients/web/dist of the source tree")
+    web_cors_origins: list[str] = Field(
+        default_factory=lambda: ["*"], description="origins whose pages may call gRPC-web; tokens are not cookies"
+    )
 class RaySettings(StrictModel):
     address: str = Field("", description="Ray cluster address; empty starts a local Ray (RAY_ADDRESS also works)")
     num_cpus: int = Field(2, ge=1, le=512, description="CPUs a local Ray may use")
@@ -69,6 +80,23 @@ class RaySettings(StrictModel):
 
 class SimLoginSettings(StrictModel):
     """Log in through a simulator's login form by itself (demo and tests; real brokers need a person)."""
+    @model_validator(mode="after")
+    def _web_without_client_certificates(self) -> ServerSettings:
+        if self.web_listen and self.tls_client_ca_file is not None:
+            raise ValueError(
+                "web_listen cannot be used with tls_client_ca_file: the built-in gRPC-web proxy has no client"
+                " certificate to present to the gRPC port; put Envoy in front instead (deploy/envoy.yaml)"
+            )
+        return self
+
+    def with_web(self) -> ServerSettings:
+        """These settings with the dashboard on (`serve --web`): web_listen as configured, else WEB_LISTEN.
+        Validated again, so a combination the file could not hold is refused the same way (ConfigError)."""
+        try:
+            return ServerSettings.model_validate({**self.model_dump(), "web_listen": self.web_listen or WEB_LISTEN})
+        except ValidationError as exc:
+            raise ConfigError(describe_errors("invalid [server] configuration for --web", exc)) from None
+
 
     user_id: str
     password: str = Field("sim", description="or its enc:v1: form from `trademaster secrets encrypt`")

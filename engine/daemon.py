@@ -63,6 +63,7 @@ from engine.store.sessions import SessionStore
 from engine.store.strategies import EVENT_CHANNEL as STRATEGY_EVENTS
 from engine.store.strategies import StrategyStore
 from engine.store.users import UserStore
+from engine.web.server import WebServer
 from trademaster.v1 import (
     accounts_pb2_grpc,
     marketdata_pb2_grpc,
@@ -93,15 +94,14 @@ def _split(listen: str) -> tuple[str, int]:
 
 def _warn_if_exposed(server: ServerSettings) -> None:
     """Without TLS, tokens and orders cross the wire in the clear: fine on loopback, a leak anywhere else."""
-    host, _ = _split(server.listen)
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if server.tls_cert_file is None and not loopback:
-        log.warning(
-            "serving on %s without TLS: API tokens travel in the clear; set server.tls_cert_file", server.listen
-        )
+    for listen in filter(None, (server.listen, server.web_listen)):
+        host, _ = _split(listen)
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if server.tls_cert_file is None and not loopback:
+            log.warning("serving on %s without TLS: API tokens travel in the clear; set server.tls_cert_file", listen)
 
 
 def _start_ray(settings: Settings) -> None:
@@ -208,13 +208,19 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     if settings.server.metrics_listen:
         host, port = _split(settings.server.metrics_listen)
         metrics = MetricsServer(host, port, tls_context(settings.server), authenticator, loop)
+    web: WebServer | None = None
+    if settings.server.web_listen:
+        web = WebServer(settings.server, _split(settings.server.web_listen), _split(settings.server.listen))
+        await web.start()
     await mark_serving(health)
+    gc.collect()
+    gc.freeze()  # start-up's objects live as long as the daemon: full collections skip them, so pause the loop less
     database_health = asyncio.create_task(follow_database(health, pool), name="database-health")
     log.info("serving gRPC on %s", settings.server.listen)
     _warn_if_exposed(settings.server)
     print(f"trademaster: serving on {settings.server.listen}", flush=True)
-    gc.collect()
-    gc.freeze()  # start-up's objects live as long as the daemon: full collections skip them, so pause the loop less
+    if web is not None:
+        print(f"trademaster: dashboard and gRPC-web on {web.url}", flush=True)
     if first_token:
         print(f"trademaster: admin API token, shown once (the CLI reads {token_file}): {first_token}", flush=True)
 
@@ -225,8 +231,12 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
 
     log.info("shutting down: draining calls")
     database_health.cancel()
+    if web is not None:
+        web.close()  # no new browser calls; the streams it relays end with the gRPC server's stop
     await health.enter_graceful_shutdown()
     await server.stop(settings.server.shutdown_grace_seconds)
+    if web is not None:
+        await web.wait_closed()
     if metrics is not None:
         await asyncio.to_thread(metrics.stop)
     await runner.stop()

@@ -47,6 +47,10 @@ def serve(
     new_admin_token: Annotated[
         bool, typer.Option("--new-admin-token", help="Give user admin a new token (lost token); print it once.")
     ] = False,
+    web: Annotated[
+        bool,
+        typer.Option("--web", help="Serve the dashboard and gRPC-web on server.web_listen (default 127.0.0.1:8080)."),
+    ] = False,
 ) -> None:
     """Run the daemon in the foreground until Ctrl-C or SIGTERM."""
     from engine.config import ConfigError, load_settings  # the daemon's imports stay out of client commands
@@ -57,6 +61,8 @@ def serve(
     install_process(log_level.upper())
     try:
         settings = load_settings(config, data_dir)
+        if web:
+            settings = settings.model_copy(update={"server": settings.server.with_web()})
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -27,7 +27,8 @@ from trademaster.v1 import (
 
 log = logging.getLogger(__name__)
 
-_MAX_MESSAGE = 4 * 1024 * 1024
+MAX_MESSAGE = 4 * 1024 * 1024
+"""The largest message the API takes; the gRPC-web proxy refuses bigger requests with the same limit."""
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 DATABASE_PROBE_SECONDS = 1.0
@@ -51,7 +52,7 @@ def build_server(
         # The first is outermost: it maps what the auth interceptor and the services raise to statuses.
         interceptors=[ErrorAndMetricsInterceptor(), auth],
         options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.so_reuseport", 0),
         ],
     )

@@ -21,12 +21,14 @@ from prometheus_client.metrics import MetricWrapperBase
 from engine import daemon
 from engine.api import metrics
 from engine.config import ServerSettings, Settings, load_settings
+from engine.web.server import CORS_EXPOSED_HEADERS, CORS_REQUEST_HEADERS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CLUSTER = DEPLOY / "ray" / "cluster.yaml"
 KUBERAY = DEPLOY / "kuberay" / "raycluster.yaml"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 GRAFANA = DEPLOY / "grafana" / "trademaster.json"
+ENVOY = DEPLOY / "envoy.yaml"
 
 _METRIC = re.compile(r"\btrademaster_[a-zA-Z0-9_]+")
 _SELECTOR = re.compile(r"(trademaster_[a-zA-Z0-9_]+)\{([^}]*)\}")
@@ -216,3 +218,37 @@ def test_kuberay_config_map_is_a_valid_daemon_config(tmp_path: Path, monkeypatch
     assert f"--data-dir {mounts['data']}" in command
     assert "trademaster serve" in command
     assert {p["targetPort"] for p in docs["Service"]["spec"]["ports"]} <= set(ports)
+
+
+def _first_route(routes: list[dict], path: str) -> dict:
+    """The route Envoy picks for `path`: the first whose prefix matches."""
+    return next(r for r in routes if path.startswith(r["match"]["prefix"]))
+
+
+def test_envoy_translates_grpc_web_to_the_daemons_grpc_port() -> None:
+    config = yaml.safe_load(ENVOY.read_text())
+    (listener,) = config["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (manager,) = [f["typed_config"] for f in chain["filters"] if f["name"].endswith("http_connection_manager")]
+    filters = [f["name"] for f in manager["http_filters"]]
+    assert filters[-1] == "envoy.filters.http.router"
+    assert filters.index("envoy.filters.http.grpc_web") < filters.index("envoy.filters.http.router")
+    assert "envoy.filters.http.cors" in filters
+    assert manager["stream_idle_timeout"] == "0s"  # a quiet stream (no order events for hours) stays open
+
+    (host,) = manager["route_config"]["virtual_hosts"]
+    route = _first_route(host["routes"], "/trademaster.v1.OrderService/StreamOrderEvents")["route"]
+    assert route["timeout"] == "0s" and route["max_stream_duration"]["grpc_timeout_header_max"] == "0s"
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    upstream = clusters[route["cluster"]]
+    options = upstream["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert "http2_protocol_options" in options["explicit_http_config"]  # gRPC is HTTP/2
+    (endpoints,) = upstream["load_assignment"]["endpoints"]
+    ports = {e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints["lb_endpoints"]}
+    assert ports == {int(ServerSettings().listen.rpartition(":")[2])}
+    assert _first_route(host["routes"], "/index.html")["route"]["cluster"] != route["cluster"]
+
+    cors = host["typed_per_filter_config"]["envoy.filters.http.cors"]
+    allowed = {h.strip() for h in cors["allow_headers"].split(",")}
+    exposed = {h.strip() for h in cors["expose_headers"].split(",")}
+    assert set(CORS_REQUEST_HEADERS) <= allowed and set(CORS_EXPOSED_HEADERS) <= exposed  # as `serve --web` allows

@@ -6,8 +6,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/trademaster/v1/*.proto)
 GEN_STAMP := proto/trademaster/v1/.generated
+# The web dashboard (clients/web): npm ci from the lock file, protobuf-es codegen, vite build into dist/.
+WEB := clients/web
+WEB_DEPS := $(WEB)/node_modules/.ci-stamp
+WEB_SOURCES := $(shell find $(WEB)/src -path $(WEB)/src/gen -prune -o -type f -print) \
+	$(addprefix $(WEB)/,index.html package.json tsconfig.json vite.config.ts)
+WEB_BUILD := $(WEB)/dist/index.html
+# The end-to-end dashboard test drives Debian's chromium (Playwright's own browsers are not downloaded).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test soak bench lint proto clean
+.PHONY: run test soak bench lint proto web clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,10 +30,22 @@ $(GEN_STAMP): $(PROTOS) $(STAMP)
 
 proto: $(GEN_STAMP)
 
-run: $(GEN_STAMP)
-	$(BIN)/trademaster serve $(ARGS)
+$(WEB_DEPS): $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+	@touch $@
 
-test: $(GEN_STAMP)
+$(WEB_BUILD): $(WEB_DEPS) $(STAMP) $(PROTOS) $(WEB_SOURCES)
+	cd $(WEB) && npm run gen && npm run build
+
+web: $(WEB_BUILD)
+
+$(CHROMIUM):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+run: $(GEN_STAMP) $(WEB_BUILD)
+	$(BIN)/trademaster serve --web $(ARGS)
+
+test: $(GEN_STAMP) $(WEB_BUILD) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -40,3 +60,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(GEN_STAMP) proto/trademaster/v1/*_pb2*.py proto/trademaster/v1/*_pb2*.pyi
+	rm -rf $(WEB)/node_modules $(WEB)/dist $(WEB)/src/gen

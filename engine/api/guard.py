@@ -113,11 +113,16 @@ class _Call:
         return run
 
     def stream(self, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-        """A stream is admitted once, and ended as soon as its token is revoked."""
+        """A stream is admitted once, and ended as soon as its token is revoked.
+
+        Once admitted it sends its headers at once: a quiet stream (no order event yet) would otherwise send
+        nothing until its first message, and its client, or the gRPC-web proxy answering a browser, could not
+        tell it from a hung one."""
 
         async def run(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
                 principal = await self._guard.admit(self._method, self._rule, context)
+                await context.send_initial_metadata(())
                 async for item in behaviour(request, context):
                     self._guard.still_valid(principal)
                     yield item

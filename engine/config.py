@@ -51,6 +51,13 @@ class ServerSettings(StrictModel):
     tls_client_ca_file: Path | None = Field(
         None, description="PEM CA(s); set: clients must present a certificate signed by one (mutual TLS)"
     )
+    web_listen: str = Field(
+        "", description="the dashboard and gRPC-web (proxied to `listen`); empty: off (`serve --web`: 127.0.0.1:8080)"
+    )
+    web_root: Path | None = Field(None, description="the built dashboard; empty: clients/web/dist of the source tree")
+    web_cors_origins: list[str] = Field(
+        default_factory=lambda: ["*"], description="origins whose pages may call gRPC-web; tokens are not cookies"
+    )
 
     _listen = field_validator("listen", "metrics_listen", "web_listen")(_check_listen)
 
@@ -59,27 +66,6 @@ class ServerSettings(StrictModel):
         check_server_tls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
         return self
 
-
-class DatabaseSettings(StrictModel):
-    url: str = Field("", description="postgresql:// DSN; empty starts an embedded PostgreSQL in the data dir")
-    pool_size: int = Field(8, ge=2, le=100)
-
-
-    web_listen: str = Field(
-        "", description="the dashboard and gRPC-web (proxied to `listen`); empty: off (`serve --web`: 127.0.0.1:8080)"
-    )
-    web_root: Path | None = Field(None, description="the built dashboard; empty: clients/web/dist of the source tree")
-    web_cors_origins: list[str] = Field(
-        default_factory=lambda: ["*"], description="origins whose pages may call gRPC-web; tokens are not cookies"
-    )
-class RaySettings(StrictModel):
-    address: str = Field("", description="Ray cluster address; empty starts a local Ray (RAY_ADDRESS also works)")
-    num_cpus: int = Field(2, ge=1, le=512, description="CPUs a local Ray may use")
-    namespace: str = "trademaster"
-
-
-class SimLoginSettings(StrictModel):
-    """Log in through a simulator's login form by itself (demo and tests; real brokers need a person)."""
     @model_validator(mode="after")
     def _web_without_client_certificates(self) -> ServerSettings:
         if self.web_listen and self.tls_client_ca_file is not None:
@@ -97,6 +83,20 @@ class SimLoginSettings(StrictModel):
         except ValidationError as exc:
             raise ConfigError(describe_errors("invalid [server] configuration for --web", exc)) from None
 
+
+class DatabaseSettings(StrictModel):
+    url: str = Field("", description="postgresql:// DSN; empty starts an embedded PostgreSQL in the data dir")
+    pool_size: int = Field(8, ge=2, le=100)
+
+
+class RaySettings(StrictModel):
+    address: str = Field("", description="Ray cluster address; empty starts a local Ray (RAY_ADDRESS also works)")
+    num_cpus: int = Field(2, ge=1, le=512, description="CPUs a local Ray may use")
+    namespace: str = "trademaster"
+
+
+class SimLoginSettings(StrictModel):
+    """Log in through a simulator's login form by itself (demo and tests; real brokers need a person)."""
 
     user_id: str
     password: str = Field("sim", description="or its enc:v1: form from `trademaster secrets encrypt`")

@@ -8,6 +8,7 @@ needs the outcome of the others.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -145,16 +146,33 @@ class _Call:
             code, message = status_for(exc)
             outcome = f"{code.name}: {message}"
         if self._should_audit(code):
-            await self._guard.record(self._method, _message(request), context.peer() or "", outcome)
+            await self._guard.record(self._method, _message(request), _peer(context), outcome)
 
     def _finish_later(self, request: Any, context: grpc.aio.ServicerContext) -> None:
         """The client went away mid-command: the command may still have happened, so it is audited anyway."""
         if self._rule is None or not self._rule.audit:
             return
-        entry = self._guard.record(self._method, _message(request), context.peer() or "", "CANCELLED: the caller left")
+        entry = self._guard.record(self._method, _message(request), _peer(context), "CANCELLED: the caller left")
         task = asyncio.get_running_loop().create_task(entry)
         _PENDING_AUDITS.add(task)
         task.add_done_callback(_PENDING_AUDITS.discard)
+
+
+def _peer(context: grpc.aio.ServicerContext) -> str:
+    """Where the call came from, for the audit trail. A call relayed by a proxy on this host (`serve --web`, Envoy)
+    comes from loopback, so the address that proxy saw, the last of x-forwarded-for, is added; from any other peer
+    the header is ignored, as anyone could have written it."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    host = rest.rpartition(":")[0].strip("[]")
+    try:
+        loopback = kind in ("ipv4", "ipv6") and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    forwarded = dict(context.invocation_metadata() or ()).get("x-forwarded-for", "")
+    if not loopback or not isinstance(forwarded, str) or not forwarded.strip():
+        return peer
+    return f"{peer} for {forwarded.rsplit(',', 1)[-1].strip()}"
 
 
 def _message(request: Any) -> Message | None:

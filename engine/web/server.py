@@ -104,7 +104,7 @@ class WebServer:
                 lifespan="off",
                 ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None,
                 # streams stay open until the gRPC server's stop ends them; this bounds the wait if one does not
-                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 1,
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 5,
             )
         )
         self._task: asyncio.Task[None] | None = None

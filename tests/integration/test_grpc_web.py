@@ -252,6 +252,23 @@ def test_errors_arrive_in_the_trailers(web: Web) -> None:
     assert unknown.status == grpc.StatusCode.UNIMPLEMENTED.value[0]
 
 
+def test_the_audit_trail_names_the_browser_not_the_proxy(web: Web) -> None:
+    """The proxy calls from loopback; the audit entry adds the address the proxy saw, never one the browser wrote."""
+    spoofed = {"x-forwarded-for": "203.0.113.9"}
+    reply = call(web, "SecurityService/WhoAmI", security_pb2.WhoAmIRequest(), None, **spoofed)
+    assert reply.status == grpc.StatusCode.UNAUTHENTICATED.value[0]
+
+    def refusal() -> security_pb2.AuditEntry | None:
+        with web.daemon.client() as client:
+            entries = client.security.TailAudit(security_pb2.TailAuditRequest(limit=20)).entries
+        found = [e for e in entries if e.action == "SecurityService/WhoAmI" and e.actor == "anonymous"]
+        return found[-1] if found else None
+
+    entry = wait_for(refusal)
+    assert entry.peer.startswith("ipv4:127.0.0.1:") and entry.peer.endswith(" for 127.0.0.1")
+    assert "203.0.113.9" not in entry.peer
+
+
 def test_malformed_requests_are_refused_with_a_status(web: Web) -> None:
     url = f"{web.url}/trademaster.v1.SecurityService/WhoAmI"
     token = web.daemon.admin_token
@@ -312,11 +329,11 @@ def test_a_browser_leaving_a_stream_ends_the_upstream_call(web: Web) -> None:
         flags, payload = reader.next()
         assert flags == 0x00 and portfolio_pb2.Portfolio.FromString(payload).accounts[0].account == "alpha"
         assert open_streams(daemon, "StreamPortfolio") == 1
-    wait_for(lambda: open_streams(daemon, "StreamPortfolio") == 0, timeout=5)
+    wait_for(lambda: open_streams(daemon, "StreamPortfolio") == 0, timeout=20)
 
     # Quiet: nothing new for gamma. Its headers arrive at once, so the browser knows the stream is open; then
     # nothing, until the browser leaves.
-    wait_for(lambda: open_streams(daemon, "StreamOrderEvents") == 0, timeout=5)
+    wait_for(lambda: open_streams(daemon, "StreamOrderEvents") == 0, timeout=20)
     with daemon.client() as client:
         quiet = orders_pb2.StreamOrderEventsRequest(account="gamma", after_sequence=head_sequence(client))
     with httpx.stream(
@@ -327,8 +344,8 @@ def test_a_browser_leaving_a_stream_ends_the_upstream_call(web: Web) -> None:
         timeout=CALL_TIMEOUT,
     ) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("application/grpc-web")
-        wait_for(lambda: open_streams(daemon, "StreamOrderEvents") == 1, timeout=5)
-    wait_for(lambda: open_streams(daemon, "StreamOrderEvents") == 0, timeout=5)
+        wait_for(lambda: open_streams(daemon, "StreamOrderEvents") == 1, timeout=20)
+    wait_for(lambda: open_streams(daemon, "StreamOrderEvents") == 0, timeout=20)
 
 
 def test_the_dashboard_is_served_and_its_absence_explained(web: Web) -> None:

@@ -1,7 +1,7 @@
 """The web dashboard in a real browser against the real daemon: sign in, place an order from the ticket after its
 routing preview, see the fill stream in and the position appear, send a batch and an exit, press the kill switch
-and see the next order refused with the daemon's own message, resume, sign out, and lose a revoked token's
-session; at desktop width and at phone width.
+and see the next order refused with the daemon's own message, resume, reload (the PnL chart reads the day's
+history), sign out, and lose a revoked token's session; at desktop width and at phone width.
 
 Debian's chromium (`make test` installs it) runs headless through Playwright; the built dashboard
 (clients/web/dist, `make web`) is served by the daemon itself on server.web_listen. Screenshots of each step go
@@ -304,6 +304,10 @@ def test_dashboard_trading_day(session: Session, daemon: Daemon, sims: dict[str,
     expect(by("account-state-upstox-main")).to_have_count(0)
     page.reload()
     expect(by("whoami")).to_contain_text("admin")
+    # The reloaded PnL chart starts from the day's samples (GetPnlHistory; taken every second here), not only from
+    # the live snapshots that come after: a broken history call would draw a curve all the same.
+    expect(by("pnl-chart")).to_have_attribute("data-history-points", re.compile(r"^[1-9][0-9]*$"))
+    expect(by("pnl-error")).to_be_hidden()
     by("signout").click()
     expect(by("signin-form")).to_be_visible()
     assert page.evaluate("window.sessionStorage.length") == 0

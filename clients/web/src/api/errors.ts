@@ -28,7 +28,3 @@ export function describe(err: unknown): string {
 export function isUnauthenticated(err: unknown): boolean {
   return err instanceof ConnectError && err.code === Code.Unauthenticated;
 }
-
-export function isAbort(err: unknown, signal: AbortSignal): boolean {
-  return signal.aborted || (err instanceof ConnectError && err.code === Code.Canceled);
-}

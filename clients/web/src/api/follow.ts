@@ -1,5 +1,5 @@
 // Keeps a server stream open: reconnects with backoff after an error or an ended stream, until aborted.
-import { describe, isAbort, isUnauthenticated } from "./errors";
+import { describe, isUnauthenticated } from "./errors";
 
 export type LinkState = "connecting" | "live" | "retrying";
 
@@ -34,7 +34,8 @@ export async function follow<T>(options: FollowOptions<T>): Promise<void> {
         options.onMessage(message);
       }
     } catch (err) {
-      if (isAbort(err, signal) || isUnauthenticated(err)) return;
+      // Only our own abort ends it: a CANCELLED the daemon sends (e.g. as it shuts down) is retried like any error.
+      if (signal.aborted || isUnauthenticated(err)) return;
       detail = describe(err);
     }
     if (signal.aborted) return;

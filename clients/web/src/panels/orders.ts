@@ -1,5 +1,5 @@
 // The current orders (ListOrders), kept up to date by the order event stream; working orders can be cancelled.
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { Context } from "../context";
 import { clock, label, price, quantity } from "../format";
 import { OrderType, Side } from "../gen/trademaster/v1/common_pb";
@@ -11,16 +11,29 @@ import { isWorking, statusBadge } from "./orderStatus";
 
 const LIMIT = 100;
 
+/** In nanoseconds, so two updates within a millisecond still order; unset counts as the oldest. */
+function nanos(t: Timestamp | undefined): bigint {
+  return t ? t.seconds * 1_000_000_000n + BigInt(t.nanos) : -1n;
+}
+
+const createdMs = (o: Order): number => (o.createdAt ? timestampMs(o.createdAt) : 0);
+
 export function ordersPanel(ctx: Context): HTMLElement {
   const orders = new Map<string, Order>();
   const refresh = h("button", { class: "secondary small", ...tid("orders-refresh") }, "Refresh");
   const panel = card("orders", "Orders", refresh);
 
+  // ListOrders, CancelOrder and the stream race one another: a reply read before an update the stream has
+  // already shown must not put the older state back (OPEN after FILLED). The latest updated_at wins.
+  function keep(order: Order): void {
+    const known = orders.get(order.orderId);
+    if (!known || nanos(order.updatedAt) >= nanos(known.updatedAt)) orders.set(order.orderId, order);
+  }
+
   async function load(): Promise<void> {
     try {
       const reply = await ctx.api.orders.listOrders({ limit: LIMIT }, { signal: ctx.signal });
-      orders.clear();
-      for (const order of reply.orders) orders.set(order.orderId, order);
+      for (const order of reply.orders) keep(order);
       panel.error(null);
       render();
     } catch (err) {
@@ -31,7 +44,7 @@ export function ordersPanel(ctx: Context): HTMLElement {
   async function cancel(order: Order): Promise<void> {
     try {
       const updated = await ctx.api.orders.cancelOrder({ orderId: order.orderId }, { signal: ctx.signal });
-      orders.set(updated.orderId, updated);
+      keep(updated);
       panel.error(null);
       render();
     } catch (err) {
@@ -39,10 +52,18 @@ export function ordersPanel(ctx: Context): HTMLElement {
     }
   }
 
+  /** The newest LIMIT orders; older ones are dropped, as ListOrders would no longer return them. */
+  function newest(): Order[] {
+    const rows = [...orders.values()].sort((a, b) => createdMs(b) - createdMs(a)).slice(0, LIMIT);
+    if (rows.length < orders.size) {
+      orders.clear();
+      for (const order of rows) orders.set(order.orderId, order);
+    }
+    return rows;
+  }
+
   function render(): void {
-    const rows = [...orders.values()]
-      .sort((a, b) => (b.createdAt ? timestampMs(b.createdAt) : 0) - (a.createdAt ? timestampMs(a.createdAt) : 0))
-      .slice(0, LIMIT);
+    const rows = newest();
     refocus(panel.body, () =>
       fill(
         panel.body,
@@ -87,14 +108,15 @@ export function ordersPanel(ctx: Context): HTMLElement {
   refresh.addEventListener("click", () => void load());
   ctx.events.subscribe((event) => {
     if (event.event.case !== "order") return;
-    orders.set(event.event.value.orderId, event.event.value);
+    keep(event.event.value);
     render();
   });
-  // Updates may have been missed while the event stream was down: read the list again as it reconnects.
-  let down = false;
+  // Read the list again each time the event stream comes up: the first time, it starts from the head the daemon
+  // had then, after this first read; later, updates may have been missed while it was down.
+  let live = false;
   ctx.eventsLink.subscribe((link) => {
-    if (link.state === "connecting" && down) void load();
-    down = link.state === "retrying";
+    if (link.state === "live" && !live) void load();
+    live = link.state === "live";
   });
   void load();
   return panel.el;

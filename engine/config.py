@@ -46,6 +46,20 @@ class ServerSettings(StrictModel):
     listen: str = "127.0.0.1:50051"
     metrics_listen: str = Field("127.0.0.1:9464", description="empty disables the Prometheus endpoint")
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
+    stream_max_lag_events: int = Field(
+        20_000,
+        ge=1,
+        le=10_000_000,
+        description="a live event stream (StreamOrderEvents, StreamStrategyEvents) further than this behind the"
+        " newest event is ended with RESOURCE_EXHAUSTED; one replaying from an old after_sequence is exempt",
+    )
+    stream_blocked_send_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="an event stream whose client has not read the event sent to it for this long is ended with"
+        " RESOURCE_EXHAUSTED",
+    )
     tls_cert_file: Path | None = Field(None, description="PEM certificate (chain); with tls_key_file: serve TLS")
     tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file, unencrypted, mode 600")
     tls_client_ca_file: Path | None = Field(

@@ -25,7 +25,7 @@ from actors.market_data import MarketDataActor
 from engine.admin_token import ensure_admin
 from engine.api.accounts import AccountService
 from engine.api.auth import Authenticator
-from engine.api.events import EventHub, SequencedHub
+from engine.api.events import EventHub, SequencedHub, StreamLimits
 from engine.api.fanout import Operations
 from engine.api.gateway import AccountHandle, Gateway
 from engine.api.guard import AuthInterceptor
@@ -159,7 +159,8 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
         quote_timeout=settings.market_data.quote_timeout_seconds,
         quote_max_age=stale_after(settings.market_data.poll_interval_seconds),
     )
-    hub = EventHub(store, dsn)
+    limits = StreamLimits.of(settings.server)
+    hub = EventHub(store, dsn, limits=limits)
     await gateway.start()
     await hub.start()
     pnl_samples = PnlSampleStore(pool)
@@ -183,7 +184,7 @@ async def _serve(settings: Settings, dsn: str, res: _Resources, box: SecretBox, 
     limiter = RateLimiter(settings.security.api_requests_per_second, settings.security.api_burst)
     security = SecurityService(users, authenticator, audit, list(gateway.accounts))
     strategy_store = StrategyStore(pool)
-    strategy_events = SequencedHub(strategy_store, dsn, STRATEGY_EVENTS)
+    strategy_events = SequencedHub(strategy_store, dsn, STRATEGY_EVENTS, limits=limits)
     await strategy_events.start()
     executors = Services(placement, commands, operations, states, registry)
     runner = StrategyRunner(strategy_store, hub, gateway, users, executors, dsn, strategy_clock())

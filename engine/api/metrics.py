@@ -14,6 +14,11 @@ ACTOR_CALL = Histogram(
 )  # fmt: skip
 OPEN_STREAMS = Gauge("trademaster_open_streams", "Server streams currently open", ["method"])
 EVENTS_PUBLISHED = Counter("trademaster_order_events_total", "Order events read from the event log")
+STREAMS_CUT_OFF = Counter(
+    "trademaster_streams_cut_off_total",
+    "Event streams ended with RESOURCE_EXHAUSTED: too far behind (lag) or their client stopped reading (blocked)",
+    ["log", "reason"],
+)
 ROUTED_LEGS = Counter(
     "trademaster_routed_orders_total", "Orders sent to each account, by routing mode", ["account", "mode"]
 )

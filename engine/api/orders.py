@@ -9,7 +9,7 @@ import grpc
 
 from engine.api import convert, validation
 from engine.api.auth import caller
-from engine.api.events import EventHub
+from engine.api.events import EventHub, SharedMessages
 from engine.api.gateway import Gateway
 from engine.api.metrics import ORDERS
 from engine.api.order_commands import OrderCommands
@@ -40,6 +40,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         self._placement = placement
         self._routed = routed
         self._commands = commands
+        self._event_messages = SharedMessages(lambda e: convert.event_to_proto(e, gateway.broker_of(e.account)))
 
     def _proto(self, order: Order) -> orders_pb2.Order:
         return convert.order_to_proto(order, self._gw.broker_of(order.account))
@@ -201,5 +202,5 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         if request.HasField("after_sequence") and request.after_sequence < 0:
             raise InvalidArgument("after_sequence", "must be 0 or more")
         after = request.after_sequence if request.HasField("after_sequence") else None
-        async for event in self._hub.subscribe(after, accounts, catch_up_only=request.catch_up_only):
-            yield convert.event_to_proto(event, self._gw.broker_of(event.account))
+        async for event in self._hub.subscribe(context, after, accounts, catch_up_only=request.catch_up_only):
+            yield self._event_messages(event)

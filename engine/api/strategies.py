@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from engine import strategies
 from engine.api import convert, validation
 from engine.api.auth import caller
-from engine.api.events import EventHub, SequencedHub
+from engine.api.events import EventHub, SequencedHub, SharedMessages
 from engine.api.gateway import Gateway
 from engine.api.registry import AccountRegistry
 from engine.api.strategy_runner import StrategyRunner
@@ -204,6 +204,7 @@ class StrategyService(strategies_pb2_grpc.StrategyServiceServicer):
         self._registry = registry
         self._orders = orders
         self._events = events
+        self._event_messages = SharedMessages(event_to_proto)
 
     async def _proto(self, record: StrategyRecord) -> _PB.Strategy:
         return strategy_to_proto(record, list((await self._store.orders(record.strategy_id)).values()))
@@ -355,14 +356,14 @@ class StrategyService(strategies_pb2_grpc.StrategyServiceServicer):
         after = request.after_sequence if request.HasField("after_sequence") else None
         if request.strategy_id:
             wanted = (await self._visible(request.strategy_id)).strategy_id
-            async for event in self._events.stream(after, lambda e: e.strategy_id == wanted):
-                yield event_to_proto(event)
+            async for event in self._events.follow(context, after, lambda e: e.strategy_id == wanted):
+                yield self._event_messages(event)
             return
         me = caller()
         seen: dict[str, bool] = {}
-        async for event in self._events.stream(after):
+        async for event in self._events.follow(context, after):
             if event.strategy_id not in seen:
                 record = await self._store.get(event.strategy_id)
                 seen[event.strategy_id] = record is not None and may_see(record, me)
             if seen[event.strategy_id]:
-                yield event_to_proto(event)
+                yield self._event_messages(event)

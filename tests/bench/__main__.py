@@ -1,6 +1,7 @@
 """PlaceOrder throughput and latency of the daemon against a bare grpc.aio echo server, then the fan-out
 of one order to many accounts (tests/bench/fanout.py), the FIFO ledger's apply rate and a 100-account
-portfolio's build (tests/bench/ledger.py), and recovery after kill -9 (tests/bench/recovery.py).
+portfolio's build (tests/bench/ledger.py), recovery after kill -9 (tests/bench/recovery.py), and order events on
+the stream: order → fill latency and 1,000 subscribers at once (tests/bench/stream.py).
 
 One uvloop client process drives both PlaceOrder targets with the same code, one after the other, so that on
 a 2-core machine only one server competes with the client at a time. Exits 0 whatever the figures.
@@ -19,7 +20,7 @@ from typing import Any
 import grpc
 import uvloop
 
-from tests.bench import echo_server, fanout, ledger, probes, recovery, report
+from tests.bench import echo_server, fanout, ledger, probes, recovery, report, stream
 from tests.bench.place_order import build_requests, run_calls
 from tests.integration.daemon import Daemon
 from tests.integration.daemon import test_config as config_text
@@ -51,6 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recovery-live", type=int, default=300, help="of them still open at the broker")
     parser.add_argument("--recovery-days", type=int, default=20, help="days the orders are spread over")
     parser.add_argument("--recovery-restarts", type=int, default=2, help="kill -9 restarts with and without them")
+    parser.add_argument("--stream-rate", type=float, default=stream.TARGET_RATE, help="orders per second, paced")
+    parser.add_argument("--stream-light-rate", type=float, default=20.0, help="a rate the machine sustains")
+    parser.add_argument("--stream-seconds", type=float, default=10.0, help="how long each stream phase sends orders")
+    parser.add_argument("--stream-subscribers", type=int, default=1000, help="StreamOrderEvents subscribers at once")
+    parser.add_argument("--stream-processes", type=int, default=4, help="processes the subscribers are spread over")
     args = parser.parse_args(argv)
     too_few = [name for name, value in vars(args).items() if isinstance(value, int) and value < 1]
     if set(too_few) - {"recovery_live"}:
@@ -179,6 +185,17 @@ def _recovery(args: argparse.Namespace) -> dict[str, Any]:
     return {"benchmark": "recovery", "environment": environment, **figures}
 
 
+def _stream(args: argparse.Namespace) -> dict[str, Any]:
+    environment = report.environment()
+    loads = [
+        stream.Load(rate, args.stream_seconds, args.concurrency) for rate in (args.stream_light_rate, args.stream_rate)
+    ]
+    figures = uvloop.run(
+        stream.bench_stream(args.out, loads, loads[-1], args.stream_subscribers, args.stream_processes)
+    )
+    return {"benchmark": "stream", "environment": environment, **figures}
+
+
 Run = Callable[[argparse.Namespace], dict[str, Any]]
 Show = Callable[[dict[str, Any]], None]
 # name -> (run it, print its table); each writes <name>.json under --out
@@ -188,6 +205,7 @@ BENCHMARKS: dict[str, tuple[Run, Show]] = {
     "ledger": (_ledger, ledger.print_apply),
     "portfolio": (_portfolio, ledger.print_portfolio),
     "recovery": (_recovery, recovery.print_table),
+    "stream": (_stream, stream.print_table),
 }
 
 

@@ -2,15 +2,20 @@
 
 It is the floor the daemon is compared against: the same method path, message types and reply
 size through the same Python gRPC stack, so the gap between the two is what the daemon adds.
-Run as `python -m tests.bench.echo_server [PORT]` (0 picks a free port); it prints `PORT <n>` once
-it listens, so the parent never races a port it guessed.
+With `stream`, it also serves StreamOrderEvents: canned order events, stamped when made, sent
+to every open stream at the rate its parent sets, the floor of the daemon's fan-out.
+Run as `python -m tests.bench.echo_server [PORT [stream]]` (port 0 picks a free port); it
+prints `PORT <n>` once it listens, so the parent never races a port it guessed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import select
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,7 +54,49 @@ def canned_reply() -> orders_pb2.PlaceOrderResponse:
     )
 
 
-async def serve(port: int) -> None:
+class Broadcast:
+    """Order events, each sent to every open StreamOrderEvents the way the daemon's hub does: each stream keeps a
+    cursor into the events made so far and waits for more. The parent sets the rate on stdin (`RATE <per second>`;
+    one a second at first, so new streams see an event); `RATE 0` stops it and answers `LAST <sequence>`."""
+
+    def __init__(self) -> None:
+        self.per_second = 1.0
+        self.events: list[orders_pb2.OrderEvent] = []
+        self.changed = asyncio.Condition()
+
+    async def publish(self) -> None:
+        """Forever, every few milliseconds, the events due by then at the current rate."""
+        started, base = time.perf_counter(), 0
+        while True:
+            if select.select([sys.stdin], [], [], 0)[0]:  # a command: RATE <per second>
+                self.per_second = float(sys.stdin.readline().split()[1])
+                started, base = time.perf_counter(), len(self.events)
+                if not self.per_second:
+                    print(f"LAST {len(self.events)}", flush=True)
+            made, due = len(self.events), base + int((time.perf_counter() - started) * self.per_second)
+            for sequence in range(made + 1, due + 1):
+                event = orders_pb2.OrderEvent(sequence=sequence, order=canned_reply().order)
+                event.time.GetCurrentTime()
+                self.events.append(event)
+            if due > made:
+                async with self.changed:
+                    self.changed.notify_all()
+            await asyncio.sleep(0.002)
+
+    async def follow(
+        self, request: orders_pb2.StreamOrderEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[orders_pb2.OrderEvent]:
+        cursor = len(self.events)
+        while True:
+            async with self.changed:
+                while len(self.events) <= cursor:
+                    await self.changed.wait()
+            batch, cursor = self.events[cursor:], len(self.events)
+            for event in batch:
+                yield event
+
+
+async def serve(port: int, stream: bool) -> None:
     reply = canned_reply()
 
     async def place_order(
@@ -57,30 +104,38 @@ async def serve(port: int) -> None:
     ) -> orders_pb2.PlaceOrderResponse:
         return reply
 
-    handler = grpc.method_handlers_generic_handler(
-        SERVICE,
-        {
-            "PlaceOrder": grpc.unary_unary_rpc_method_handler(
-                place_order,
-                request_deserializer=orders_pb2.PlaceOrderRequest.FromString,
-                response_serializer=orders_pb2.PlaceOrderResponse.SerializeToString,
-            )
-        },
-    )
+    methods = {
+        "PlaceOrder": grpc.unary_unary_rpc_method_handler(
+            place_order,
+            request_deserializer=orders_pb2.PlaceOrderRequest.FromString,
+            response_serializer=orders_pb2.PlaceOrderResponse.SerializeToString,
+        )
+    }
+    if stream:
+        broadcast = Broadcast()
+        publishing = asyncio.create_task(broadcast.publish())
+        methods["StreamOrderEvents"] = grpc.unary_stream_rpc_method_handler(
+            broadcast.follow,
+            request_deserializer=orders_pb2.StreamOrderEventsRequest.FromString,
+            response_serializer=orders_pb2.OrderEvent.SerializeToString,
+        )
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print(f"PORT {bound}", flush=True)
     await server.wait_for_termination()
+    if stream:
+        publishing.cancel()
 
 
-def spawn(log_path: Path) -> tuple[subprocess.Popen[str], int]:
-    """Start the echo server in its own process (its own GIL, like the daemon) and return it with its port."""
+def spawn(log_path: Path, stream: bool = False) -> tuple[subprocess.Popen[str], int]:
+    """Start the echo server in its own process (its own GIL, like the daemon) and return it with its port;
+    `stream`: serve StreamOrderEvents too, at the rate written to its stdin (`Broadcast`)."""
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.bench.echo_server", "0"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
+            [sys.executable, "-m", "tests.bench.echo_server", "0", *(["stream"] if stream else [])],
+            cwd=ROOT, stdin=subprocess.PIPE if stream else None, stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip
     assert proc.stdout is not None
     try:
@@ -107,4 +162,4 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    uvloop.run(serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0, sys.argv[2:] == ["stream"]))

@@ -89,14 +89,28 @@ def cpu_diff(before: CpuSnapshot | None, after: CpuSnapshot | None) -> dict[str,
     return dict(sorted(spent.items(), key=lambda kv: -kv[1]))
 
 
-def scrape_timings(metrics_url: str, token: str) -> dict[str, tuple[float, float]]:
-    """(sum of seconds, count) of the daemon's PlaceOrder handling and actor submit histograms; `token`: any API
-    token, the endpoint requires one."""
+def _metrics(metrics_url: str, token: str) -> str:
+    """The daemon's Prometheus page; `token`: any API token, the endpoint requires one."""
     request = urllib.request.Request(metrics_url, headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=5) as response:
-        text = response.read().decode()
+        return response.read().decode()
+
+
+def counter_total(metrics_url: str, token: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """The sum of a counter's samples (`name` ends in _total), over those with all of `labels`."""
+    wanted = (labels or {}).items()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(_metrics(metrics_url, token))
+        for sample in family.samples
+        if sample.name == name and wanted <= sample.labels.items()
+    )
+
+
+def scrape_timings(metrics_url: str, token: str) -> dict[str, tuple[float, float]]:
+    """(sum of seconds, count) of the daemon's PlaceOrder handling and actor submit histograms."""
     found: dict[str, tuple[float, float]] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(_metrics(metrics_url, token)):
         for sample in family.samples:
             key = (family.name, tuple(sorted(sample.labels.items())))
             short = _TIMINGS.get(key)

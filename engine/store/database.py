@@ -102,17 +102,10 @@ async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
-    """What the pool runs on a connection given back, as asyncpg's default does, except that a server gone by
-    then does not fail the call: its work was committed, and raising would make it look failed (an order's
-    intent stored, but its submission abandoned). The dead connection is replaced at the next acquire."""
-    query = conn.get_reset_query()
-    try:
-        if query:
-            await conn.execute(query)
-    except Exception as exc:
-        if not database_unreachable(exc):
-            raise
-        conn.terminate()
+    """Nothing to undo on a connection given back: the daemon keeps no session state on pooled connections (no
+    SET, no LISTEN, only transaction-scoped advisory locks; the event hubs listen on connections of their own).
+    asyncpg's default reset query would cost a round trip on every release, several per order. An open
+    transaction is still rolled back by asyncpg before this runs."""
 
 
 async def create_pool(dsn: str, size: int) -> asyncpg.Pool:

@@ -28,7 +28,6 @@ from engine.domain import (
 from engine.errors import FailedPrecondition
 
 EVENT_CHANNEL = "order_events"
-_EVENT_LOCK = 0x7A4D_0002
 _ORDER_JSON = TypeAdapter(Order)
 _FILL_JSON = TypeAdapter(Fill)
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
@@ -115,6 +114,45 @@ CLAIM_CLIENT_ID = (
 )
 
 
+_N = len(_ORDER_TYPES)
+_EVENT_COLUMNS = "e.seq, e.at"
+# The event is appended per stored row (LATERAL on the insert's RETURNING), so a lost claim appends nothing.
+_INSERT_NEW = (
+    f"WITH {CLAIM_CLIENT_ID}, stored AS (INSERT INTO orders ({_ORDER_COLUMNS})"
+    f" SELECT {', '.join(f'${i}::{kind}' for i, kind in enumerate(_ORDER_TYPES, start=1))} FROM claim"
+    " RETURNING account_id)"
+    f" SELECT {_EVENT_COLUMNS} FROM stored,"
+    f" LATERAL append_order_events(stored.account_id, ARRAY['order'], ARRAY[${_N + 1}::text]) AS e"
+)
+# The fills' events come first, in the fills' order, so the n-th event by number is the n-th fill's.
+_RECORD = (
+    "WITH changed AS (UPDATE orders SET quantity = $2, price = $3, trigger_price = $4, order_type = $5,"
+    " status = $6, filled_quantity = $7, average_price = $8, broker_order_id = $9, status_message = $10,"
+    " updated_at = $11 WHERE order_id = $1),"
+    " e AS (SELECT *, row_number() OVER (ORDER BY seq) AS n FROM append_order_events($12, $13::text[], $14::text[])),"
+    " stored AS (INSERT INTO fills (account_id, trade_id, order_id, instrument, side, product, quantity, price,"
+    " filled_at, seq)"
+    " SELECT f.account_id, f.trade_id, f.order_id, f.instrument, f.side, f.product, f.quantity, f.price,"
+    " f.filled_at, e.seq FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[],"
+    " $20::text[], $21::bigint[], $22::numeric[], $23::timestamptz[]) WITH ORDINALITY"
+    " AS f(account_id, trade_id, order_id, instrument, side, product, quantity, price, filled_at, n)"
+    " JOIN e USING (n))"
+    f" SELECT {_EVENT_COLUMNS} FROM e"
+)
+
+
+def _announced(rows: list[asyncpg.Record], items: Sequence[Fill | Order]) -> list[OrderEvent]:
+    """The events a write appended, one per item in the items' order, built from the items themselves: the
+    stored payload is their JSON, so reading it back would only parse what was just written."""
+    numbered = sorted((r["seq"], r["at"]) for r in rows)
+    return [
+        OrderEvent(seq, at, item.account, fill=item)
+        if isinstance(item, Fill)
+        else OrderEvent(seq, at, item.account, order=item)
+        for (seq, at), item in zip(numbered, items, strict=True)
+    ]
+
+
 class ClientIdTaken(FailedPrecondition):
     def __init__(self, client_order_id: str, holder: str) -> None:
         super().__init__(f"client_order_id {client_order_id} was already used for {holder}; use a new id")
@@ -139,76 +177,49 @@ class OrderStore:
         """Persist a new order's intent. If its client_order_id exists, return the original and no events.
 
         Routed orders share the client_order_id namespace: an id a routed order holds raises ClientIdTaken.
+        One statement, so one round trip and its own transaction: the claim, the row, and (only if both were
+        stored: the event is appended once per stored row) its event.
         """
-        placeholders = ", ".join(f"${i}::{kind}" for i, kind in enumerate(_ORDER_TYPES, start=1))
-        async with self._pool.acquire() as conn, conn.transaction():
-            inserted = await conn.fetchval(
-                f"WITH {CLAIM_CLIENT_ID} INSERT INTO orders ({_ORDER_COLUMNS}) SELECT {placeholders} FROM claim"
-                " RETURNING order_id",
-                *_order_values(order),
-            )
-            if inserted is None:
-                row = await conn.fetchrow(
-                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = $1", order.client_order_id
-                )
-                if row is None:
-                    raise ClientIdTaken(order.client_order_id, "a routed order")
-                return _order_from_row(row), []
-            return order, await self._append(conn, order.account, [("order", _ORDER_JSON.dump_json(order))])
+        rows = await self._pool.fetch(_INSERT_NEW, *_order_values(order), _ORDER_JSON.dump_json(order).decode())
+        if rows:
+            return order, _announced(rows, [order])
+        row = await self._pool.fetchrow(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = $1", order.client_order_id
+        )
+        if row is None:
+            raise ClientIdTaken(order.client_order_id, "a routed order")
+        return _order_from_row(row), []
 
     async def record(self, order: Order, fills: Sequence[Fill] = ()) -> list[OrderEvent]:
         """Save an order's new state and its new fills atomically, announcing each as an event.
 
         Raises DuplicateFill, changing nothing, if a fill is already stored: the caller computed the
-        order from a stale view and must reload it rather than count that fill twice.
+        order from a stale view and must reload it rather than count that fill twice. One statement (the
+        update, the events, the fills, each fill with its event's number), so one round trip.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            if fills:
-                known = await conn.fetch(
-                    "SELECT trade_id FROM fills WHERE account_id = $1 AND trade_id = ANY($2::text[])",
-                    order.account,
-                    [f.trade_id for f in fills],
-                )
-                if known:
-                    raise DuplicateFill(order.account, [r["trade_id"] for r in known])
-            await conn.execute(
-                "UPDATE orders SET quantity = $2, price = $3, trigger_price = $4, order_type = $5, status = $6,"
-                " filled_quantity = $7, average_price = $8, broker_order_id = $9, status_message = $10,"
-                " updated_at = $11 WHERE order_id = $1",
+        payloads = [_FILL_JSON.dump_json(f).decode() for f in fills]
+        payloads.append(_ORDER_JSON.dump_json(order).decode())
+        try:
+            rows = await self._pool.fetch(
+                _RECORD,
                 order.order_id, order.quantity, order.price, order.trigger_price, order.order_type.value,
                 order.status.value, order.filled_quantity, order.average_price, order.broker_order_id,
-                order.status_message, order.updated_at,
+                order.status_message, order.updated_at, order.account,
+                ["fill"] * len(fills) + ["order"], payloads,
+                [f.account for f in fills], [f.trade_id for f in fills], [f.order_id for f in fills],
+                [str(f.instrument) for f in fills], [f.side.value for f in fills], [f.product.value for f in fills],
+                [f.quantity for f in fills], [f.price for f in fills], [f.filled_at for f in fills],
             )  # fmt: skip
-            items = [("fill", _FILL_JSON.dump_json(f)) for f in fills]
-            items.append(("order", _ORDER_JSON.dump_json(order)))
-            events = await self._append(conn, order.account, items)
-            if fills:
-                await conn.executemany(
-                    "INSERT INTO fills (account_id, trade_id, order_id, instrument, side, product, quantity,"
-                    " price, filled_at, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    [
-                        (f.account, f.trade_id, f.order_id, str(f.instrument), f.side.value, f.product.value,
-                         f.quantity, f.price, f.filled_at, e.sequence)
-                        for f, e in zip(fills, events[: len(fills)], strict=True)
-                    ],
-                )  # fmt: skip
-            return events
-
-    @staticmethod
-    async def _append(conn: asyncpg.Connection, account: str, items: list[tuple[str, bytes]]) -> list[OrderEvent]:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _EVENT_LOCK)
-        rows = await conn.fetch(
-            "INSERT INTO order_events (seq, account_id, kind, payload)"
-            " SELECT nextval('order_event_seq'), $1, k, p::jsonb FROM unnest($2::text[], $3::text[])"
-            " AS t(k, p)"
-            " RETURNING seq, at, account_id, kind, payload::text",
-            account,
-            [kind for kind, _ in items],
-            [payload.decode() for _, payload in items],
-        )
-        rows = sorted(rows, key=lambda r: r["seq"])
-        await conn.execute("SELECT pg_notify($1, $2)", EVENT_CHANNEL, str(rows[-1]["seq"]))
-        return [_event_from_row(r) for r in rows]
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "fills_pkey":
+                raise
+            known = await self._pool.fetch(
+                "SELECT trade_id FROM fills WHERE account_id = $1 AND trade_id = ANY($2::text[])",
+                order.account,
+                [f.trade_id for f in fills],
+            )
+            raise DuplicateFill(order.account, [r["trade_id"] for r in known]) from None
+        return _announced(rows, [*fills, order])
 
     async def get(self, order_id: str) -> Order | None:
         row = await self._pool.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)

@@ -14,7 +14,6 @@ import ray.exceptions
 from engine.api.interceptors import status_for
 from engine.store.database import (
     DatabaseUnreachable,
-    _reset,
     connect,
     create_pool,
     database_unreachable,
@@ -64,16 +63,36 @@ async def test_a_stopped_server_is_unreachable_and_the_pool_recovers_once_it_is_
 
 
 async def test_giving_back_a_connection_the_server_dropped_does_not_fail_the_call(server: Database) -> None:
-    """asyncpg's own reset would raise here, after the caller's transaction had committed."""
-    conn = await asyncpg.connect(server.dsn)
+    """asyncpg's own reset query would raise here, after the caller's transaction had committed; the daemon's
+    pool sends none, and replaces the dead connection at the next acquire."""
+    pool = await create_pool(server.dsn, 2)
     killer = await asyncpg.connect(server.dsn)
     try:
-        assert await killer.fetchval("SELECT pg_terminate_backend($1, 5000)", conn.get_server_pid())
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1")
+        async with pool.acquire() as conn:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1, 5000)", conn.get_server_pid())
+        assert await pool.fetchval("SELECT 1") == 1
     finally:
         await killer.close()
-    assert isinstance(await _raised(conn.reset()), asyncpg.InterfaceError)
-    await _reset(conn)
-    assert conn.is_closed()
+        await pool.close()
+
+
+async def test_a_pooled_connection_is_given_back_without_a_reset_query(server: Database) -> None:
+    """Pooled connections hold no session state, so giving one back costs no round trip: the last statement the
+    server saw on it is the caller's own."""
+    pool = await create_pool(server.dsn, 2)
+    watcher = await asyncpg.connect(server.dsn)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT 'the last statement'")
+            pid = conn.get_server_pid()
+        await asyncio.sleep(0.05)
+        last = await watcher.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+        assert last == "SELECT 'the last statement'"
+    finally:
+        await watcher.close()
+        await pool.close()
 
 
 async def test_a_refused_connection_is_unreachable_and_names_no_address() -> None:

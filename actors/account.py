@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from engine.brokers.pacing import OrderGate, order_windows
 from engine.config import AccountSettings, RoutingSettings, SecuritySettings
 from engine.domain import InstrumentId, Order, OrderRequest
 from engine.domain.accounts import AccountSnapshot, Submission
+from engine.errors import ApiError
 from engine.routing import CircuitBreaker
 from engine.security import redaction
 from engine.security.credentials import reveal_account
@@ -24,6 +26,8 @@ from engine.sim.config import MarketSettings
 from engine.store.database import create_pool
 from engine.store.orders import OrderStore
 from engine.store.sessions import SessionStore
+
+log = logging.getLogger(__name__)
 
 
 def _utc_now() -> datetime:
@@ -96,8 +100,16 @@ class AccountActor:
         assert self._runtime is not None
         return self._runtime
 
-    async def submit(self, request: OrderRequest) -> Submission:
-        return await (await self._ready()).submit(request)
+    async def submit_many(self, requests: list[OrderRequest]) -> list[Submission | BaseException]:
+        """Orders that reached the gateway together (engine/api/coalesce.py), submitted concurrently and each
+        answered on its own: one order's refusal is its answer, not the batch's. An unexpected error loses its
+        traceback on the way back as a value, so it is logged here."""
+        runtime = await self._ready()
+        results = await asyncio.gather(*(runtime.submit(r) for r in requests), return_exceptions=True)
+        for request, result in zip(requests, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, ApiError):
+                log.error("order %s failed", request.client_order_id, exc_info=result)
+        return results
 
     async def last_price(self, instrument: InstrumentId) -> Decimal | None:
         return await (await self._ready()).last_price(instrument)

@@ -6,6 +6,7 @@ unreachable. The decisions themselves are pure (engine.routing); this module doe
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from decimal import Decimal
 from pydantic import TypeAdapter
 
 from engine.api import validation
+from engine.api.coalesce import Coalescer
 from engine.api.gateway import Gateway
 from engine.api.metrics import ROUTED_LEGS
 from engine.api.registry import AccountRegistry
@@ -51,6 +53,7 @@ from trademaster.v1 import orders_pb2
 
 log = logging.getLogger(__name__)
 _DECISION_JSON = TypeAdapter(RouteDecision)
+_UNPACED_BATCH = 64  # an account without a pace (paper only) still answers a batch at its slowest order
 _MODES = {
     orders_pb2.ROUTING_MODE_STANDARD: RoutingMode.STANDARD,
     orders_pb2.ROUTING_MODE_ORCHESTRATOR: RoutingMode.ORCHESTRATOR,
@@ -105,6 +108,7 @@ class Placement:
         self._states = states
         self._holds = Reservations()
         self._risk = PreTradeRisk(gateway, limits, self._holds, TradingSessions())
+        self._submitters: dict[str, Coalescer[OrderRequest, Submission]] = {}
 
     # -- deciding ---------------------------------------------------------------------------------
 
@@ -425,10 +429,9 @@ class Placement:
     async def _submit(self, request: OrderRequest, hold: Hold, mode: RoutingMode) -> Submission:
         """One order to one account. Its hold stays until the account's next sync shows the order, or goes at
         once when nothing new reached the broker (refused before storing, rejected, or a duplicate)."""
-        handle = self._gw.accounts[request.account]
         acked: datetime | None = None
         try:
-            sent: Submission = await self._gw.call("account", "submit", handle.actor.submit.remote(request))
+            sent = await self._submitter(request.account)(request)
             if not sent.duplicate and sent.order.status is not OrderStatus.REJECTED:
                 acked = datetime.now(UTC)  # it may be using margin now: hold until a sync shows it
             self._gw.note_submission(request.account, sent)
@@ -437,6 +440,20 @@ class Placement:
             return sent
         finally:
             self._holds.settle(hold, acked)
+
+    def _submitter(self, account: str) -> Coalescer[OrderRequest, Submission]:
+        """The account's way in: orders arriving together cross to its actor as one call (engine/api/coalesce.py),
+        at most as many as it may send at once."""
+        submitter = self._submitters.get(account)
+        if submitter is None:
+            handle = self._gw.accounts[account]
+            limit = handle.settings.orders_per_second or _UNPACED_BATCH
+            submitter = self._submitters[account] = Coalescer(functools.partial(self._submit_many, account), limit)
+        return submitter
+
+    async def _submit_many(self, account: str, requests: list[OrderRequest]) -> list[Submission | BaseException]:
+        actor = self._gw.accounts[account].actor
+        return await self._gw.call("account", "submit", actor.submit_many.remote(requests))
 
 
 def _same_request(parent: RoutedOrder, request: OrderRequest, caller: Principal) -> None:

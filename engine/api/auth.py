@@ -33,13 +33,16 @@ class _Verified:
 class Authenticator:
     """Verified tokens are cached briefly, since argon2 costs milliseconds. Tokens revoked through the API
     (RevokeToken, RemoveUser) are remembered, so they fail from the next call on, open streams included;
-    a change made behind the daemon's back (straight in the database) is seen within ``cache_seconds``."""
+    a change made behind the daemon's back (straight in the database) is seen within ``cache_seconds``.
+    Calls that present the same token while it is being verified wait for that one verification: when the
+    cache expires under load, dozens of calls would otherwise each run argon2 at once."""
 
     def __init__(self, users: UserStore, cache_seconds: float = 5.0) -> None:
         self._users = users
         self._cache_seconds = cache_seconds
         self._cache: dict[str, _Verified] = {}
         self._revoked: set[str] = set()
+        self._verifying: dict[tuple[str, bytes], asyncio.Task[Principal]] = {}
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:
@@ -58,6 +61,19 @@ class Authenticator:
         cached = self._cache.get(token_id)
         if cached is not None and cached.until > time.monotonic() and hmac.compare_digest(cached.digest, digest):
             return cached.principal
+        key = (token_id, digest)
+        verifying = self._verifying.get(key)
+        if verifying is None:
+            verifying = self._verifying[key] = asyncio.create_task(self._verify(token_id, secret, digest))
+            verifying.add_done_callback(lambda done: self._verified(key, done))
+        return await asyncio.shield(verifying)  # a caller that goes away does not cancel the others' answer
+
+    def _verified(self, key: tuple[str, bytes], done: asyncio.Task[Principal]) -> None:
+        del self._verifying[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have gone away
+
+    async def _verify(self, token_id: str, secret: str, digest: bytes) -> Principal:
         owner = await self._users.owner(token_id)
         if owner is None:
             raise Unauthenticated(f"API token {token_id} is unknown or revoked")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -63,9 +64,7 @@ async def test_a_good_token_is_the_user_with_their_accounts(users: FakeUsers) ->
         ("Bearer tm_0123456789ab_" + "A" * 43, "unknown or revoked"),
     ],
 )
-async def test_bad_headers_are_unauthenticated_and_say_why(
-    users: FakeUsers, header: str | None, message: str
-) -> None:
+async def test_bad_headers_are_unauthenticated_and_say_why(users: FakeUsers, header: str | None, message: str) -> None:
     with pytest.raises(Unauthenticated, match=message):
         await Authenticator(users).authenticate(header)  # type: ignore[arg-type]
 
@@ -108,6 +107,17 @@ async def test_a_revocation_racing_the_verification_is_not_cached_away(users: Fa
     users.owner = owner_then_revoked  # type: ignore[method-assign]
     with pytest.raises(Unauthenticated, match=f"{token_id} was revoked"):
         await auth.authenticate(f"Bearer {token}")
+
+
+async def test_calls_arriving_together_share_one_verification(users: FakeUsers) -> None:
+    """When the cache expires under load, one argon2 run serves every call waiting for it, a refusal included."""
+    auth = Authenticator(users)  # type: ignore[arg-type]
+    token = users.issue(TOM)
+    found = await asyncio.gather(*(auth.authenticate(f"Bearer {token}") for _ in range(20)))
+    assert users.reads == 1 and len({p.token_id for p in found}) == 1
+    wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    refused = await asyncio.gather(*(auth.authenticate(f"Bearer {wrong}") for _ in range(5)), return_exceptions=True)
+    assert users.reads == 2 and all(isinstance(r, Unauthenticated) for r in refused)
 
 
 async def test_a_zero_cache_reads_the_store_every_time(users: FakeUsers) -> None:

@@ -51,37 +51,54 @@ class Ledger:
         return self.apply_many((fill,)) == 1
 
     def apply_many(self, fills: Iterable[Fill]) -> int:
-        """Apply each fill once, as `apply` does; the number that were new. A restart replays every stored fill
-        through here, so the loop is written for speed: ids are kept per account (no tuple per fill), and a book
-        is found by its slot."""
-        applied, books = self._applied, self._books
+        """Apply each fill once, in order, as `apply` does; the number that were new. A fill that raises leaves those
+        before it applied and itself and those after it not.
+
+        A restart replays every stored fill through here, so the loop is written for speed: fills in a row for one
+        book (an order filled in parts) are folded together, so the book is found and its numbers loaded once for
+        them. A run is told by identity (same instrument and product objects, as the store's decoding shares them)
+        and account; a run split where equal objects differ only costs one more lookup."""
         self._version += 1
-        version = self._version
         count = 0
+        run: list[Fill] = []
+        account, instrument, product = "", None, None
         for fill in fills:
-            account = fill.account
-            seen = applied.get(account)
-            if seen is None:
-                seen = applied[account] = set()
-            if fill.trade_id in seen:
-                continue
-            instrument = fill.instrument
-            slot = (account, instrument.exchange, instrument.symbol, fill.product)
-            book = books.get(slot)
-            if book is None:
-                instrument = self._instruments.setdefault(slot[1:3], instrument)
-                book = PositionBook(account, instrument, fill.product)
-                book.fold(fill)  # raises before anything is recorded if the fill is malformed
-                books[slot] = book
-                self._sorted = None
+            if fill.account != account or fill.instrument is not instrument or fill.product is not product:
+                if run:
+                    count += self._fold(run)
+                account, instrument, product = fill.account, fill.instrument, fill.product
+                run = [fill]
             else:
-                book.fold(fill)
+                run.append(fill)
+        if run:
+            count += self._fold(run)
+        return count
+
+    def _fold(self, run: list[Fill]) -> int:
+        """Fold a run of fills for one book; the number that were new. A book is filed only once it holds a fill,
+        and then even if a later fill of the run raised."""
+        first = run[0]
+        account, instrument, product = first.account, first.instrument, first.product
+        slot = (account, instrument.exchange, instrument.symbol, product)
+        seen = self._applied.get(account)
+        if seen is None:
+            seen = self._applied[account] = set()
+        before = len(seen)
+        book = self._books.get(slot)
+        new = book is None
+        if book is None:
+            book = PositionBook(account, self._instruments.setdefault(slot[1:3], instrument), product)
+        try:
+            book.fold_many(run, seen)
+        finally:
+            if len(seen) > before:
+                if new:
+                    self._books[slot] = book
+                    self._sorted = None
+                book.version = self._version
                 if not book.in_order:
                     self._unordered.add(slot)
-            book.version = version
-            seen.add(fill.trade_id)
-            count += 1
-        return count
+        return len(seen) - before
 
     def unordered(self) -> list[BookKey]:
         """The books a late fill left out of execution order; each must be rebuilt from all its fills."""

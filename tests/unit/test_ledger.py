@@ -535,3 +535,73 @@ def test_a_replica_of_another_epoch_is_replaced_whole() -> None:
     restarted = _ledger(fill(B, 7, "10", account="A"))
     copy.update("e2", *restarted.changes(0))
     assert copy.positions(["A", "B"]) == restarted.positions()
+
+
+# --- runs: fills in a row for one book are folded together -----------------------------------------------
+
+
+def _snapshot(ledger: Ledger) -> list[tuple[str, ...]]:
+    """Every field of every book, as text: equal Decimals with other exponents would compare equal."""
+    return [tuple(repr(getattr(s, f)) for f in PositionState.__slots__) for s in ledger.positions()]
+
+
+@PROPERTY
+@given(
+    fills=st.lists(
+        st.tuples(
+            st.sampled_from(["A", "B"]),
+            st.sampled_from([INFY, TCS]),
+            st.sampled_from(Side),
+            st.integers(1, 50),
+            PRICES,
+            st.integers(0, 30),  # trade id: repeats are replays
+            st.integers(0, 3),  # seconds: a fill may come late
+        ),
+        min_size=1,
+        max_size=80,
+    )
+)
+def test_apply_many_folds_as_one_fill_at_a_time(
+    fills: list[tuple[str, InstrumentId, Side, int, Decimal, int, int]],
+) -> None:
+    domain = [
+        replace(fill(side, q, p, account=a, instrument=i, trade_id=str(t)), filled_at=AT + timedelta(seconds=s))
+        for a, i, side, q, p, t, s in fills
+    ]
+    one_by_one, together = Ledger(), Ledger()
+    assert sum(one_by_one.apply(f) for f in domain) == together.apply_many(domain)
+    assert _snapshot(together) == _snapshot(one_by_one)
+    assert together.unordered() == one_by_one.unordered()
+
+
+def test_a_malformed_fill_in_a_run_leaves_those_before_it_applied() -> None:
+    good, bad, after = fill(B, 5, "10", trade_id="1"), fill(B, 1, "NaN", trade_id="2"), fill(B, 2, "11", trade_id="3")
+    ledger = Ledger()
+    with pytest.raises(ValueError, match="non-finite"):
+        ledger.apply_many([good, bad, after])
+    assert [(s.quantity, s.buy_quantity) for s in ledger.positions()] == [(5, 5)]
+    assert ledger.apply_many([good, replace(bad, price=D("10.5")), after]) == 2
+    assert [s.quantity for s in ledger.positions()] == [8]
+
+
+def test_a_run_of_replays_files_no_book() -> None:
+    ledger = _ledger(fill(B, 5, "10", trade_id="X1"))
+    assert ledger.apply_many([fill(S, 5, "10", instrument=TCS, trade_id="X1")]) == 0
+    assert [s.instrument for s in ledger.positions()] == [INFY]
+    version, _ = ledger.changes(0)
+    assert ledger.changes(version - 1)[1] == [], "a replay changes no book"
+
+
+def test_equal_instruments_that_are_other_objects_share_a_book() -> None:
+    ledger = _ledger(fill(B, 5, "10"), fill(S, 2, "12", instrument=InstrumentId(Exchange.NSE, "INFY")))
+    [state] = ledger.positions()
+    assert (state.quantity, state.realised_pnl) == (3, D("4"))
+
+
+def test_many_lots_close_one_by_one_in_fifo_order() -> None:
+    book = new_book()
+    book.fold_many([fill(B, 1, D(100 + i)) for i in range(1000)], set())
+    for i in range(999):
+        assert book.apply(fill(S, 1, "200")) == D(100 - i)
+    assert book.lots == (Lot(1, D(1099)),)
+    assert (book.quantity, book.realised) == (1, sum((D(100 - i) for i in range(999)), D(0)))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import weakref
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -11,6 +13,7 @@ from typing import TypeVar
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from engine.brokers.base import Funds
 from engine.config import AccountSettings
 from engine.domain import Fill, Order, OrderEvent, OrderStatus, OrderType, Product, Side
 from engine.domain.accounts import AccountSnapshot
@@ -199,84 +202,156 @@ def event_to_proto(event: OrderEvent, broker: str) -> orders_pb2.OrderEvent:
     return message
 
 
-# A portfolio is built in place, each row added to its repeated field: a message handed to a constructor is copied,
-# and 20,000 positions copied into their account, then each account into the portfolio, cost as much as building them.
-Positions = RepeatedCompositeFieldContainer[portfolio_pb2.Position]
-Holdings = RepeatedCompositeFieldContainer[portfolio_pb2.Holding]
+# A portfolio message is kept per PortfolioView (PortfolioMessages) and each read redraws only the rows whose domain
+# objects changed: a view hands out the same object for a row that did not. Rows are filled field by field, in place
+# or in a row just added to its repeated field (a message handed to a constructor is copied), by the same functions.
+Row = TypeVar("Row")
+Drawn = TypeVar("Drawn", portfolio_pb2.Position, portfolio_pb2.Holding, portfolio_pb2.AccountPortfolio)
 
 
-def _add_marked(into: Positions, p: MarkedPosition) -> None:
-    s = p.state
-    into.add(
-        account=s.account,
-        instrument=str(s.instrument),
-        product=product_to_proto(s.product),
-        quantity=s.quantity,
-        average_price=dec(s.average_price),
-        last_price=dec(p.last_price),
-        realised_pnl=money(s.realised_pnl),
-        unrealised_pnl=money(p.unrealised_pnl),
-    )
+def _fill_marked(into: portfolio_pb2.Position, p: MarkedPosition, was: MarkedPosition | None) -> None:
+    if was is None or p.state is not was.state:  # else only marked again
+        s = p.state
+        into.account = s.account
+        into.instrument = str(s.instrument)
+        into.product = product_to_proto(s.product)
+        into.quantity = s.quantity
+        into.average_price = dec(s.average_price)
+        into.realised_pnl = money(s.realised_pnl)
+    into.last_price = dec(p.last_price)
+    into.unrealised_pnl = money(p.unrealised_pnl)
 
 
-def _add_consolidated(into: Positions, p: ConsolidatedPosition) -> None:
-    into.add(
-        instrument=str(p.instrument),
-        product=product_to_proto(p.product),
-        quantity=p.quantity,
-        average_price=dec(p.average_price.quantize(_AVERAGE) if p.average_price is not None else None),
-        last_price=dec(p.last_price),
-        realised_pnl=money(p.realised_pnl),
-        unrealised_pnl=money(p.unrealised_pnl),
-        accounts=p.accounts,
-    )
+def _fill_consolidated(into: portfolio_pb2.Position, p: ConsolidatedPosition, was: ConsolidatedPosition | None) -> None:
+    into.instrument = str(p.instrument)
+    into.product = product_to_proto(p.product)
+    into.quantity = p.quantity
+    into.average_price = dec(p.average_price.quantize(_AVERAGE) if p.average_price is not None else None)
+    into.last_price = dec(p.last_price)
+    into.realised_pnl = money(p.realised_pnl)
+    into.unrealised_pnl = money(p.unrealised_pnl)
+    if was is None or p.accounts is not was.accounts:  # the same tuple while no account joins
+        del into.accounts[:]
+        into.accounts.extend(p.accounts)
 
 
-def _add_holding(into: Holdings, h: HoldingView) -> None:
-    into.add(
-        account=h.account,
-        instrument=str(h.instrument),
-        quantity=h.quantity,
-        average_price=money(h.average_price),
-        last_price=dec(h.last_price),
-        unrealised_pnl=money(h.unrealised_pnl),
-    )
+def _fill_holding(into: portfolio_pb2.Holding, h: HoldingView, _was: HoldingView | None) -> None:
+    into.account = h.account
+    into.instrument = str(h.instrument)
+    into.quantity = h.quantity
+    into.average_price = money(h.average_price)
+    into.last_price = dec(h.last_price)
+    into.unrealised_pnl = money(h.unrealised_pnl)
 
 
-def _set_funds(funds: portfolio_pb2.Funds, available: Decimal, used: Decimal, total: Decimal) -> None:
-    funds.available, funds.used_margin, funds.total = money(available), money(used), money(total)
+def _fill_funds(into: portfolio_pb2.Funds, funds: Funds) -> None:
+    into.available, into.used_margin, into.total = money(funds.available), money(funds.used_margin), money(funds.total)
 
 
-def _add_account(into: RepeatedCompositeFieldContainer[portfolio_pb2.AccountPortfolio], book: AccountBook) -> None:
-    message = into.add(
-        account=book.account,
-        broker=book.broker,
-        realised_pnl=money(book.realised_pnl),
-        unrealised_pnl=money(book.unrealised_pnl),
-        funds_as_of=timestamp(book.funds_as_of),
-    )
-    for p in book.positions:
-        _add_marked(message.positions, p)
-    for h in book.holdings:
-        _add_holding(message.holdings, h)
-    if book.funds is not None:
-        _set_funds(message.funds, book.funds.available, book.funds.used_margin, book.funds.total)
+class PortfolioMessage:
+    """One PortfolioView's message, kept between reads and redrawn where the view changed.
+
+    It is handed to gRPC as it is (`lend`): a copy of 20,000 rows costs as much as serializing them. gRPC serializes
+    it once the handler returns, but an interceptor may await something first, and a read in the meantime would
+    change it under the serializer; so a lent message is not changed until it is given back (`returned`, when its
+    call is done), and a read before that goes on with a copy, leaving the lent one to its reader.
+
+    A field set again does not free the bytes it held (they stay in the message's arena until the message goes),
+    so once as many rows were filled again as the message holds, it is copied, which keeps only what is live.
+    """
+
+    def __init__(self) -> None:
+        self._message = portfolio_pb2.Portfolio()
+        self._lent = False
+        self._drawn = PortfolioView()  # as drawn: a view's lists are never changed once handed out
+        self._filled = 0  # rows filled again since the message was made
+
+    def draw(self, view: PortfolioView) -> portfolio_pb2.Portfolio:
+        """The message brought up to date with `view`, without as_of; this object's, not to be handed out."""
+        rows = len(view.positions) + len(view.holdings) + sum(len(b.positions) + len(b.holdings) for b in view.accounts)
+        if self._lent or self._filled > rows:  # the lent one is left to its reader as it is
+            kept, self._message = self._message, portfolio_pb2.Portfolio()
+            self._message.CopyFrom(kept)
+            self._lent, self._filled = False, 0
+        message, drawn = self._message, self._drawn
+        message.ClearField("as_of")
+        self._filled += 1  # the totals and as_of, set again on every read
+        realised, unrealised = view.realised_pnl, view.unrealised_pnl
+        totals = message.totals
+        totals.realised_pnl, totals.unrealised_pnl = money(realised), money(unrealised)
+        totals.total_pnl, totals.holdings_value = money(realised + unrealised), money(view.holdings_value)
+        _fill_funds(totals.funds, view.funds)
+        self._redraw(message.positions, view.positions, drawn.positions, _fill_consolidated)
+        self._redraw(message.holdings, view.holdings, drawn.holdings, _fill_holding)
+        self._redraw(message.accounts, view.accounts, drawn.accounts, self._fill_account)
+        drawn.positions, drawn.holdings, drawn.accounts = view.positions, view.holdings, view.accounts
+        return message
+
+    def lend(self, as_of: datetime) -> portfolio_pb2.Portfolio:
+        """The message as last drawn, stamped `as_of`, to hand to gRPC; call `returned` once it is serialized."""
+        self._message.as_of.FromDatetime(as_of)
+        self._lent = True
+        return self._message
+
+    def returned(self, message: portfolio_pb2.Portfolio) -> None:
+        if message is self._message:
+            self._lent = False
+
+    def _redraw(
+        self,
+        into: RepeatedCompositeFieldContainer[Drawn],
+        rows: Sequence[Row],
+        drawn: Sequence[Row],
+        fill: Callable[[Drawn, Row, Row | None], None],
+    ) -> None:
+        """Bring `into`, drawn from `drawn`, to `rows`: each row that is not the object drawn is filled again; a
+        list of another length (rows added) is drawn whole."""
+        if len(rows) != len(drawn):
+            del into[:]
+            for row in rows:
+                fill(into.add(), row, None)
+            self._filled += len(drawn)  # the rows let go
+            return
+        for place, (row, was) in enumerate(zip(rows, drawn, strict=True)):
+            if row is not was:
+                fill(into[place], row, was)
+                self._filled += 1
+
+    def _fill_account(self, into: portfolio_pb2.AccountPortfolio, book: AccountBook, was: AccountBook | None) -> None:
+        into.account = book.account
+        into.broker = book.broker
+        into.realised_pnl = money(book.realised_pnl)
+        into.unrealised_pnl = money(book.unrealised_pnl)
+        if was is None or book.funds_as_of is not was.funds_as_of:
+            if book.funds_as_of is None:
+                into.ClearField("funds_as_of")
+            else:
+                into.funds_as_of.FromDatetime(book.funds_as_of)
+        if was is None or book.funds is not was.funds:
+            if book.funds is None:
+                into.ClearField("funds")
+            else:
+                _fill_funds(into.funds, book.funds)
+        if was is not None and book.after == was.version:
+            for place in book.changed:
+                _fill_marked(into.positions[place], book.positions[place], was.positions[place])
+            self._filled += len(book.changed)
+        else:
+            self._redraw(into.positions, book.positions, was.positions if was else [], _fill_marked)
+        self._redraw(into.holdings, book.holdings, was.holdings if was else [], _fill_holding)
 
 
-def portfolio_to_proto(view: PortfolioView, as_of: datetime) -> portfolio_pb2.Portfolio:
-    realised, unrealised = view.realised_pnl, view.unrealised_pnl
-    message = portfolio_pb2.Portfolio(as_of=timestamp(as_of))
-    totals = message.totals
-    totals.realised_pnl, totals.unrealised_pnl = money(realised), money(unrealised)
-    totals.total_pnl, totals.holdings_value = money(realised + unrealised), money(view.holdings_value)
-    _set_funds(totals.funds, view.funds.available, view.funds.used_margin, view.funds.total)
-    for p in view.positions:
-        _add_consolidated(message.positions, p)
-    for h in view.holdings:
-        _add_holding(message.holdings, h)
-    for b in view.accounts:
-        _add_account(message.accounts, b)
-    return message
+class PortfolioMessages:
+    """The message of each PortfolioView, kept as long as the view is (the Gateway keeps a few)."""
+
+    def __init__(self) -> None:
+        self._kept: weakref.WeakKeyDictionary[PortfolioView, PortfolioMessage] = weakref.WeakKeyDictionary()
+
+    def of(self, view: PortfolioView) -> PortfolioMessage:
+        kept = self._kept.get(view)
+        if kept is None:
+            kept = self._kept[view] = PortfolioMessage()
+        return kept
 
 
 def pnl_history_to_proto(points: list[PnlPoint]) -> portfolio_pb2.PnlHistory:

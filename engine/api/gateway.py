@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -24,7 +25,7 @@ from engine.domain.accounts import AccountSnapshot, AccountStatus, CircuitState,
 from engine.errors import ApiError, InvalidArgument, NotFound
 from engine.instrument_master import InstrumentMaster
 from engine.ledger import LedgerReplica
-from engine.portfolio import PortfolioView, build_portfolio
+from engine.portfolio import Portfolio, PortfolioView
 from engine.security.principal import Principal
 from engine.store.orders import OrderStore
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SNAPSHOT_SECONDS = 1.0
+VIEWS_KEPT = 16  # account sets whose portfolio is kept between reads (callers see different sets)
 _CIRCUIT_GAUGE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 
 
@@ -66,8 +68,9 @@ class Gateway:
         }
         self._task: asyncio.Task[None] | None = None
         self.quotes = QuoteBook(market_data, self.call, quote_timeout, quote_max_age)
-        self._ledger_open: dict[str, set[InstrumentId]] = {}  # instruments of open ledger positions, by account
         self._ledger_copy = LedgerReplica()  # the ledger's books, brought up to date by each portfolio read
+        self._portfolio = Portfolio(self.quotes.latest)  # the accounts read, marked; kept between reads
+        self._views: OrderedDict[tuple[str, ...], PortfolioView] = OrderedDict()  # by account set, least recent first
 
     async def call(self, actor: str, method: str, ref: Awaitable[T]) -> T:
         """Await an actor call, timing it; an ApiError the actor raised is re-raised as itself."""
@@ -154,7 +157,7 @@ class Gateway:
         """Keep the instruments of every open position (the brokers' and the ledger's) followed, so their
         marks stay fresh between account syncs."""
         held = {p.instrument for snap in self._snapshots.values() for p in snap.positions if p.quantity}
-        self.quotes.subscribe("portfolio", held.union(*self._ledger_open.values()))
+        self.quotes.subscribe("portfolio", held | self._portfolio.open_instruments())
 
     async def start(self) -> None:
         self.quotes.start()
@@ -174,18 +177,21 @@ class Gateway:
             await self.refresh_snapshots()
 
     async def portfolio(self, account_ids: Sequence[str], caller: Principal) -> PortfolioView:
+        """The accounts' portfolio (the caller's, if none are named), brought up to date from what changed since
+        the last read: the ledger's books, the accounts' snapshots, the quotes."""
         for name in account_ids:
             self.require_account(name, caller)
-        wanted = list(account_ids) or caller.visible(self.accounts)
+        wanted = tuple(dict.fromkeys(account_ids)) or tuple(caller.visible(self.accounts))
         copy = self._ledger_copy
-        copy.update(*await self.call("ledger", "changes", self.ledger.changes.remote(copy.epoch, copy.version)))
-        states = copy.positions(wanted)
-        self._ledger_open.update((name, set()) for name in wanted)
-        held: set[InstrumentId] = set()
-        for state in states:
-            held.add(state.instrument)
-            if state.quantity:
-                self._ledger_open[state.account].add(state.instrument)
-        self._follow_positions()
-        quotes = {i: q for i in held if (q := self.quotes.latest(i)) is not None}
-        return build_portfolio(states, [self._snapshots[n] for n in wanted], quotes)
+        changed = copy.update(
+            *await self.call("ledger", "changes", self.ledger.changes.remote(copy.epoch, copy.version))
+        )
+        books = self._portfolio.update(copy, changed, self._snapshots, wanted)
+        if self._portfolio.open_changed:
+            self._follow_positions()
+        view = self._views.pop(wanted, None) or PortfolioView()
+        self._views[wanted] = view
+        if len(self._views) > VIEWS_KEPT:
+            self._views.popitem(last=False)
+        view.refresh(books)
+        return view

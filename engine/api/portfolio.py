@@ -30,15 +30,21 @@ class PortfolioService(portfolio_pb2_grpc.PortfolioServiceServicer):
     def __init__(self, gateway: Gateway, pnl_samples: PnlSampleStore) -> None:
         self._gw = gateway
         self._pnl = pnl_samples
+        self._messages = convert.PortfolioMessages()
 
-    async def _snapshot(self, accounts: list[str]) -> portfolio_pb2.Portfolio:
+    async def _drawn(self, accounts: list[str]) -> tuple[convert.PortfolioMessage, portfolio_pb2.Portfolio]:
+        """The accounts' portfolio message, kept, and as brought up to date (without as_of)."""
         view = await self._gw.portfolio(accounts, caller())
-        return convert.portfolio_to_proto(view, datetime.now(UTC))
+        kept = self._messages.of(view)
+        return kept, kept.draw(view)
 
     async def GetPortfolio(
         self, request: portfolio_pb2.GetPortfolioRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.Portfolio:
-        return await self._snapshot(_accounts(self._gw, list(request.accounts)))
+        kept, _ = await self._drawn(_accounts(self._gw, list(request.accounts)))
+        message = kept.lend(datetime.now(UTC))
+        context.add_done_callback(lambda _: kept.returned(message))
+        return message
 
     async def StreamPortfolio(
         self, request: portfolio_pb2.StreamPortfolioRequest, context: grpc.aio.ServicerContext
@@ -49,14 +55,15 @@ class PortfolioService(portfolio_pb2_grpc.PortfolioServiceServicer):
             raise InvalidArgument("min_interval_ms", f"must be at least {_MIN_INTERVAL_MS}")
         previous = b""
         while True:
-            snapshot = await self._snapshot(accounts)
-            unstamped = portfolio_pb2.Portfolio()
-            unstamped.CopyFrom(snapshot)
-            unstamped.ClearField("as_of")
-            body = unstamped.SerializeToString(deterministic=True)
-            if body != previous:  # only as_of moving is not a change
+            kept, drawn = await self._drawn(accounts)
+            body = drawn.SerializeToString(deterministic=True)
+            if body != previous:  # drawn without as_of: only as_of moving is not a change
                 previous = body
-                yield snapshot
+                message = kept.lend(datetime.now(UTC))
+                try:
+                    yield message  # gRPC serializes it before this generator runs again
+                finally:
+                    kept.returned(message)
             await asyncio.sleep(interval_ms / 1000)
 
     async def GetPnlHistory(

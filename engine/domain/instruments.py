@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from engine.domain.types import Exchange
@@ -15,6 +15,19 @@ _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9&\-_.]{0,39}$")
 class InstrumentId:
     exchange: Exchange
     symbol: str
+    # Hashed once: an InstrumentId keys the portfolio's and the market data's dicts, and a dataclass's own hash
+    # builds a tuple and hashes it in Python on every lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.exchange, self.symbol)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[InstrumentId], tuple[Exchange, str]]:
+        """Pickled as its fields, so the hash is made again where it is read: string hashes differ by process."""
+        return (InstrumentId, (self.exchange, self.symbol))
 
     @classmethod
     def parse(cls, text: str) -> InstrumentId:

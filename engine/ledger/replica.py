@@ -23,22 +23,25 @@ class LedgerReplica:
         self._books: dict[str, dict[Slot, PositionState]] = {}  # by account, then as the ledger files them
         self._unsorted: set[str] = set()  # accounts given a new book since their books were last sorted
 
-    def update(self, epoch: str, version: int, changed: Iterable[PositionState]) -> None:
+    def update(self, epoch: str, version: int, changed: Iterable[PositionState]) -> list[PositionState]:
         """Take the ledger's answer to a request for changes after (`self.epoch`, `self.version`): every book, if
         `epoch` is another. Answers may come back out of order when calls overlap: one no newer than the copy is
-        dropped, as the copy already holds everything it says."""
+        dropped, as the copy already holds everything it says. Returns the books taken, for a reader that keeps
+        something built from them (engine.portfolio.Portfolio)."""
         if epoch == self.epoch and version <= self.version:
-            return
+            return []
         if epoch != self.epoch:
             self._books.clear()
             self._unsorted.clear()
-        for state in changed:
+        taken = list(changed)
+        for state in taken:
             books = self._books.setdefault(state.account, {})
             slot = slot_of(state.account, state.instrument, state.product)
             if slot not in books:
                 self._unsorted.add(state.account)
             books[slot] = state
         self.epoch, self.version = epoch, version
+        return taken
 
     def positions(self, accounts: Iterable[str]) -> list[PositionState]:
         """The accounts' books, account by account, each account's in the ledger's order (instrument, product)."""

@@ -34,7 +34,7 @@ class Ledger:
     all its fills in execution order, so FIFO matches what the exchange did, whatever order they came in.
     """
 
-    __slots__ = ("_applied", "_books", "_instruments", "_sorted", "_unordered", "_version")
+    __slots__ = ("_applied", "_books", "_instruments", "_latest", "_sorted", "_unordered", "_version")
 
     def __init__(self) -> None:
         self._books: dict[Slot, PositionBook] = {}
@@ -45,6 +45,9 @@ class Ledger:
         self._instruments: dict[tuple[str, str], InstrumentId] = {}
         self._sorted: list[Slot] | None = None  # the slots in order, until a book is added
         self._version = 0  # one more for each apply_many and rebuild; books carry the version that last changed them
+        # Every slot once, the most recently changed last, so `changes` reads back only the books changed since a
+        # version instead of passing over all of them.
+        self._latest: dict[Slot, None] = {}
 
     def apply(self, fill: Fill) -> bool:
         """Apply `fill` once; False, with nothing changed, if its (account, trade_id) was seen."""
@@ -95,10 +98,15 @@ class Ledger:
                 if new:
                     self._books[slot] = book
                     self._sorted = None
-                book.version = self._version
+                self._changed(slot, book)
                 if not book.in_order:
                     self._unordered.add(slot)
         return len(seen) - before
+
+    def _changed(self, slot: Slot, book: PositionBook) -> None:
+        book.version = self._version
+        self._latest.pop(slot, None)
+        self._latest[slot] = None
 
     def unordered(self) -> list[BookKey]:
         """The books a late fill left out of execution order; each must be rebuilt from all its fills."""
@@ -113,7 +121,7 @@ class Ledger:
             book.apply(fill)
             self._applied.setdefault(fill.account, set()).add(fill.trade_id)
         self._version += 1
-        book.version = self._version
+        self._changed(slot, book)
         if slot not in self._books:
             self._sorted = None
         self._books[slot] = book
@@ -132,7 +140,13 @@ class Ledger:
     def changes(self, since: int) -> tuple[int, list[PositionState]]:
         """The version now, and every book a fill changed after version `since` (0: every book), in no order: for a
         reader that keeps a copy (LedgerReplica), which then needs only what changed instead of every book."""
-        return self._version, [book.state() for book in self._books.values() if book.version > since]
+        changed = []
+        for slot in reversed(self._latest):
+            book = self._books[slot]
+            if book.version <= since:
+                break
+            changed.append(book.state())
+        return self._version, changed
 
     def _key(self, slot: Slot) -> BookKey:
         book = self._books[slot]

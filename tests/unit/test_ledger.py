@@ -517,6 +517,23 @@ def test_changes_name_only_the_books_changed_since_a_version() -> None:
     assert ledger.changes(later) == (later, [])
 
 
+def test_changes_since_any_version_are_the_books_changed_after_it_rebuilt_ones_included() -> None:
+    """`changes` reads the most recently changed books back until it meets an older one: checked against
+    what each version did, over books changed again and again and a rebuilt one."""
+    ledger = Ledger()
+    touched: list[set[str]] = [set()]  # the accounts whose book each version changed (one instrument, product)
+    for n, account in enumerate(["A", "B", "C", "A", "D", "B", "B", "E", "A"]):
+        ledger.apply(fill(B, 1, "10", account=account, trade_id=f"t{n}"))
+        touched.append({account})
+    key = next((p.account, p.instrument, p.product) for p in ledger.positions() if p.account == "C")
+    ledger.rebuild(key, [fill(B, 1, "10", account="C", trade_id="t2")])
+    touched.append({"C"})
+    for since in range(len(touched)):
+        version, changed = ledger.changes(since)
+        assert version == len(touched) - 1
+        assert sorted(s.account for s in changed) == sorted(set().union(*touched[since + 1 :]))
+
+
 def test_a_replica_follows_the_ledger_and_drops_an_answer_older_than_itself() -> None:
     ledger = _ledger(fill(B, 5, "10", account="B", instrument=TCS), fill(B, 5, "10", account="A"))
     copy = LedgerReplica()

@@ -554,8 +554,10 @@ class AccountRuntime:
         by_id = {o.broker_order_id: o for o in orders}
         by_tag = {o.tag: o for o in orders if o.tag}
         new_trades: dict[str, list[BrokerTrade]] = {}
+        fresh: set[str] = set()
         for trade in trades:
-            if trade.trade_id not in self._trade_ids:
+            if trade.trade_id not in self._trade_ids and trade.trade_id not in fresh:  # listed twice: one fill
+                fresh.add(trade.trade_id)
                 new_trades.setdefault(trade.broker_order_id, []).append(trade)
         for order_id in list(self._unsent):
             stored = await self._store.get(order_id)

@@ -66,7 +66,9 @@ class Authenticator:
         if verifying is None:
             verifying = self._verifying[key] = asyncio.create_task(self._verify(token_id, secret, digest))
             verifying.add_done_callback(lambda done: self._verified(key, done))
-        return await asyncio.shield(verifying)  # a caller that goes away does not cancel the others' answer
+        principal = await asyncio.shield(verifying)  # a caller that goes away does not cancel the others' answer
+        self.check(token_id)  # revoked after the shared verification finished, before this call got its answer
+        return principal
 
     def _verified(self, key: tuple[str, bytes], done: asyncio.Task[Principal]) -> None:
         del self._verifying[key]

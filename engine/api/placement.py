@@ -9,7 +9,7 @@ import asyncio
 import functools
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -53,7 +53,7 @@ from trademaster.v1 import orders_pb2
 
 log = logging.getLogger(__name__)
 _DECISION_JSON = TypeAdapter(RouteDecision)
-_UNPACED_BATCH = 64  # an account without a pace (paper only) still answers a batch at its slowest order
+_UNPACED_BATCH = 64  # orders in one batch to an account without a pace (paper only)
 _MODES = {
     orders_pb2.ROUTING_MODE_STANDARD: RoutingMode.STANDARD,
     orders_pb2.ROUTING_MODE_ORCHESTRATOR: RoutingMode.ORCHESTRATOR,
@@ -108,7 +108,7 @@ class Placement:
         self._states = states
         self._holds = Reservations()
         self._risk = PreTradeRisk(gateway, limits, self._holds, TradingSessions())
-        self._submitters: dict[str, Coalescer[OrderRequest, Submission]] = {}
+        self._submitters: dict[str, Callable[[OrderRequest], Awaitable[Submission]]] = {}
 
     # -- deciding ---------------------------------------------------------------------------------
 
@@ -441,19 +441,31 @@ class Placement:
         finally:
             self._holds.settle(hold, acked)
 
-    def _submitter(self, account: str) -> Coalescer[OrderRequest, Submission]:
-        """The account's way in: orders arriving together cross to its actor as one call (engine/api/coalesce.py),
-        at most as many as it may send at once."""
+    def _submitter(self, account: str) -> Callable[[OrderRequest], Awaitable[Submission]]:
+        """The account's way in: one call per order for a paced account, orders arriving together as one call for
+        an unpaced one (engine/api/coalesce.py says why)."""
         submitter = self._submitters.get(account)
         if submitter is None:
-            handle = self._gw.accounts[account]
-            limit = handle.settings.orders_per_second or _UNPACED_BATCH
-            submitter = self._submitters[account] = Coalescer(functools.partial(self._submit_many, account), limit)
+            send = functools.partial(self._submit_many, account)
+            if self._gw.accounts[account].settings.orders_per_second:
+                submitter = functools.partial(_alone, send)
+            else:
+                submitter = Coalescer(send, _UNPACED_BATCH)
+            self._submitters[account] = submitter
         return submitter
 
     async def _submit_many(self, account: str, requests: list[OrderRequest]) -> list[Submission | BaseException]:
         actor = self._gw.accounts[account].actor
         return await self._gw.call("account", "submit", actor.submit_many.remote(requests))
+
+
+async def _alone(
+    send: Callable[[list[OrderRequest]], Awaitable[list[Submission | BaseException]]], request: OrderRequest
+) -> Submission:
+    [result] = await send([request])
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _same_request(parent: RoutedOrder, request: OrderRequest, caller: Principal) -> None:

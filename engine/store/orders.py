@@ -218,6 +218,8 @@ class OrderStore:
                 order.account,
                 [f.trade_id for f in fills],
             )
+            if not known:
+                raise  # the same trade twice among these fills: a caller's bug, not a stale view
             raise DuplicateFill(order.account, [r["trade_id"] for r in known]) from None
         return _announced(rows, [*fills, order])
 

@@ -46,6 +46,7 @@ class FlakyBroker(PaperBroker):
     while_answering: Callable[[], Awaitable[None]] | None = None  # runs between accepting and a lost answer
     funds_refused: bool = False
     trades_withheld: frozenset[str] = frozenset()  # broker order ids whose trades the trade book does not show yet
+    trades_twice: bool = False  # the trade book lists every trade twice
 
     async def place(self, request: PlaceRequest) -> str:
         mode, self.fail_next = self.fail_next, ""
@@ -65,7 +66,8 @@ class FlakyBroker(PaperBroker):
         return await super().orders()
 
     async def trades(self) -> list[BrokerTrade]:
-        return [t for t in await super().trades() if t.broker_order_id not in self.trades_withheld]
+        shown = [t for t in await super().trades() if t.broker_order_id not in self.trades_withheld]
+        return shown * 2 if self.trades_twice else shown
 
     async def funds(self) -> Funds:
         if self.funds_refused:
@@ -224,6 +226,17 @@ async def test_fills_replayed_by_the_broker_apply_once(runtime) -> None:
             break
     fills = [f.quantity for _, f in await store.fills_after(0) if f.order_id == order.order_id]
     assert sum(fills) == 250 and done.filled_quantity == 250  # each broker trade counted once
+
+
+async def test_a_trade_listed_twice_in_one_trade_book_is_one_fill(runtime) -> None:
+    rt, broker, store = runtime
+    broker.trades_twice = True
+    order = (await rt.submit(_request(rt.account, f"{rt.account}-listed-twice", quantity=2))).order
+    await rt.sync()
+    done = await store.get(order.order_id)
+    assert done is not None and done.status is OrderStatus.FILLED and done.filled_quantity == 2
+    fills = [f for _, f in await store.fills_after(0) if f.order_id == order.order_id]
+    assert sum(f.quantity for f in fills) == 2 and len({f.trade_id for f in fills}) == len(fills)
 
 
 async def test_a_restart_reads_back_only_the_trades_a_broker_may_report_again(build, database: str) -> None:

@@ -108,3 +108,13 @@ async def test_a_fill_already_stored_is_refused_and_changes_nothing(pool: asyncp
     assert await store.get(order.order_id) == part
     assert await pool.fetchval("SELECT max(seq) FROM order_events") == head
     assert await pool.fetchval("SELECT count(*) FROM fills WHERE trade_id = 'T-10'") == 0
+
+
+async def test_the_same_trade_twice_in_one_record_is_an_error_not_a_stale_view(pool: asyncpg.Pool) -> None:
+    """DuplicateFill tells a caller to reload; the same trade twice in one call would fail again after any reload."""
+    store = OrderStore(pool)
+    order, _ = await store.insert_new(_order("store-twice"))
+    twice = [_fill(order, "T-20", 4, "1500.05"), _fill(order, "T-20", 4, "1500.05")]
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await store.record(order.moved_to(OrderStatus.OPEN, AT), twice)
+    assert await store.get(order.order_id) == order

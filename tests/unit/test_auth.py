@@ -120,6 +120,19 @@ async def test_calls_arriving_together_share_one_verification(users: FakeUsers) 
     assert users.reads == 2 and all(isinstance(r, Unauthenticated) for r in refused)
 
 
+async def test_a_revocation_after_a_shared_verification_refuses_the_calls_not_yet_answered(users: FakeUsers) -> None:
+    """The shared verification finished and cached the token; RevokeToken came before this call read the answer."""
+    auth = Authenticator(users)  # type: ignore[arg-type]
+    token = users.issue(TOM)
+    token_id = token.split("_")[1]
+    waiting = asyncio.create_task(auth.authenticate(f"Bearer {token}"))
+    while not auth._cache:  # the verification has finished; its answer is not yet read
+        await asyncio.sleep(0)
+    auth.revoke([token_id])
+    with pytest.raises(Unauthenticated, match=f"{token_id} was revoked"):
+        await waiting
+
+
 async def test_a_zero_cache_reads_the_store_every_time(users: FakeUsers) -> None:
     auth = Authenticator(users, cache_seconds=0)  # type: ignore[arg-type]
     token = users.issue(TOM)

@@ -140,6 +140,17 @@ async def test_a_caller_that_goes_away_leaves_its_order_to_go_on() -> None:
     assert account.batches == [["first"], ["left", "stayed"]]
 
 
+async def test_a_batch_answered_short_fails_every_order_rather_than_leaving_one_waiting() -> None:
+    async def short(requests: list[str]) -> list[str | BaseException]:
+        return [f"ack {r}" for r in (requests if len(requests) == 1 else requests[:-1])]
+
+    submit = Coalescer(short, limit=10)
+    first = await _first_out(submit)
+    answers = await asyncio.gather(first, submit("a"), submit("b"), return_exceptions=True)
+    assert answers[0] == "ack first"
+    assert all(isinstance(a, RuntimeError) and "1 answers to a batch of 2" in str(a) for a in answers[1:])
+
+
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="limit must be at least 1"):
         Coalescer(Account().submit_many, limit=0)

@@ -127,6 +127,10 @@ class Portfolio:
         self._versions = itertools.count(1)  # of the books made
         self._reset(None)
 
+    def forget(self) -> None:
+        """Keep nothing: the next update builds every account's rows again (after an update that failed midway)."""
+        self._reset(None)
+
     def _reset(self, epoch: str | None) -> None:
         self._epoch = epoch
         self._accounts: dict[str, _Account] = {}
@@ -189,11 +193,14 @@ class Portfolio:
             self._put(account, slot, row.state)
 
     def _mark(self, snap: AccountSnapshot, instrument: InstrumentId) -> Decimal | None:
-        """The account's mark from its last sync, or market data's quote when that came after the sync."""
+        """The account's mark from its last sync, or market data's quote when that came after the sync; none if the
+        price is not a number (a broker's "NaN"), which would poison every kept sum it entered."""
         quote = self._quotes[instrument]
         if quote is not None and (snap.last_sync is None or quote.at > snap.last_sync):
-            return quote.last_price
-        return snap.marks.get(instrument)
+            price = quote.last_price
+        else:
+            price = snap.marks.get(instrument)
+        return price if price is None or price.is_finite() else None
 
     def _put(self, account: _Account, slot: Slot, state: PositionState) -> None:
         """Make `state`, marked, the account's row at `slot`, unless the row there already reads the same."""

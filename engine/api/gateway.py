@@ -126,7 +126,10 @@ class Gateway:
             self._publish(replace(snap, circuit=sent.circuit))
 
     def _publish(self, snap: AccountSnapshot) -> None:
-        self._snapshots[snap.account] = snap
+        """Keep the snapshot unless an equal one is kept: the portfolio re-marks an account's rows when its snapshot
+        is a new object, and the actors answer a new object to every poll."""
+        if self._snapshots.get(snap.account) != snap:
+            self._snapshots[snap.account] = snap
         CIRCUIT_STATE.labels(snap.account).set(_CIRCUIT_GAUGE[snap.circuit])
         ORDER_QUEUE.labels(snap.account).set(snap.queue_depth)
         BROKER_429.labels(snap.account).set(snap.rate_limited)
@@ -183,15 +186,23 @@ class Gateway:
             self.require_account(name, caller)
         wanted = tuple(dict.fromkeys(account_ids)) or tuple(caller.visible(self.accounts))
         copy = self._ledger_copy
+        epoch = copy.epoch
         changed = copy.update(
             *await self.call("ledger", "changes", self.ledger.changes.remote(copy.epoch, copy.version))
         )
-        books = self._portfolio.update(copy, changed, self._snapshots, wanted)
-        if self._portfolio.open_changed:
-            self._follow_positions()
-        view = self._views.pop(wanted, None) or PortfolioView()
+        if copy.epoch != epoch:  # a restarted ledger: a kept view would still hold books that are gone
+            self._views.clear()
+        try:
+            books = self._portfolio.update(copy, changed, self._snapshots, wanted)
+            view = self._views.pop(wanted, None) or PortfolioView()
+            view.refresh(books)
+        except BaseException:  # kept state may be half updated, and the copy's changes are not asked for again
+            self._portfolio.forget()
+            self._views.clear()
+            raise
         self._views[wanted] = view
         if len(self._views) > VIEWS_KEPT:
             self._views.popitem(last=False)
-        view.refresh(books)
+        if self._portfolio.open_changed:
+            self._follow_positions()
         return view

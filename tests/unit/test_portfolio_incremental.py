@@ -302,4 +302,38 @@ def test_the_gateway_reads_each_callers_accounts_once_and_keeps_their_views() ->
         opened = {s.instrument for s in world.ledger.positions(["a1", "a3"]) if s.quantity}
         assert set(followed["portfolio"]) == opened, "their open positions followed, for fresh marks"
 
+        polled = gateway.snapshot("a1")
+        world.snapshots["a1"] = pickle.loads(pickle.dumps(polled))
+        await gateway.refresh_snapshots()
+        assert gateway.snapshot("a1") is polled, "an equal snapshot is not a new one: no row is marked again"
+
+        gone = next(s for s in world.ledger.positions(["a1", "a3"]))
+        key = (gone.account, gone.instrument, gone.product)
+        world.fills = [f for f in world.fills if (f.account, f.instrument, f.product) != key]
+        world.restart()  # a replay without one book: no kept view may still show it
+        after = await gateway.portfolio([], viewer)
+        assert after.positions == Reader(world).read(("a1", "a3")).positions
+        assert all(p.instrument != gone.instrument or p.product != gone.product or gone.account not in p.accounts
+                   for p in after.positions)  # fmt: skip
+
     asyncio.run(scenario())
+
+
+def test_a_price_that_is_not_a_number_leaves_its_rows_unmarked_and_does_not_stick() -> None:
+    """A broker's "NaN" or "Infinity" would otherwise enter the kept sums and stay there (NaN - NaN is NaN)."""
+    world = World(5)
+    for _ in range(4):
+        world.trade()
+        world.sync()
+    reader = Reader(world)
+    held = next(s.instrument for s in world.ledger.positions() if s.quantity)
+    for bad in ("NaN", "Infinity", "-Infinity"):
+        world.now += timedelta(seconds=1)
+        world.quotes[held] = Quote(held, Decimal(bad), Decimal(bad), Decimal(bad), world.now)
+        rows = [m for b in reader.read(ACCOUNTS).accounts for m in b.positions if m.state.instrument == held]
+        assert rows and all(m.last_price is None for m in rows)
+        world.now += timedelta(seconds=1)
+        world.quotes[held] = Quote(held, Decimal("101.5"), Decimal("101.5"), Decimal("101.5"), world.now)
+        kept, message = reader.message(ACCOUNTS)
+        assert message.SerializeToString(deterministic=True) == _fresh(world, ACCOUNTS)
+        kept.returned(message)

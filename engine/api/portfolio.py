@@ -11,6 +11,7 @@ import grpc
 from engine.api import convert, validation
 from engine.api.auth import caller
 from engine.api.gateway import Gateway
+from engine.api.portfolio_message import PortfolioMessage, PortfolioMessages
 from engine.domain.sessions import IST
 from engine.errors import InvalidArgument
 from engine.store.pnl_samples import PnlSampleStore
@@ -30,9 +31,9 @@ class PortfolioService(portfolio_pb2_grpc.PortfolioServiceServicer):
     def __init__(self, gateway: Gateway, pnl_samples: PnlSampleStore) -> None:
         self._gw = gateway
         self._pnl = pnl_samples
-        self._messages = convert.PortfolioMessages()
+        self._messages = PortfolioMessages()
 
-    async def _drawn(self, accounts: list[str]) -> tuple[convert.PortfolioMessage, portfolio_pb2.Portfolio]:
+    async def _drawn(self, accounts: list[str]) -> tuple[PortfolioMessage, portfolio_pb2.Portfolio]:
         """The accounts' portfolio message, kept, and as brought up to date (without as_of)."""
         view = await self._gw.portfolio(accounts, caller())
         kept = self._messages.of(view)

@@ -24,8 +24,8 @@ from typing import Any
 from ray import cloudpickle
 from rich.console import Console
 
-from engine.api.convert import PortfolioMessages
 from engine.api.gateway import AccountHandle, Gateway
+from engine.api.portfolio_message import PortfolioMessages
 from engine.brokers.base import Funds, Holding, Quote
 from engine.config import AccountSettings
 from engine.domain import Exchange, Fill, InstrumentId, Product, Side

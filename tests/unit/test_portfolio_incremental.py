@@ -1,4 +1,4 @@
-"""The portfolio kept between reads (engine.portfolio, engine.api.convert.PortfolioMessage) answers what a build from
+"""The portfolio kept between reads (engine.portfolio, engine.api.portfolio_message) answers what a build from
 nothing answers, byte for byte, after any sequence of fills, account syncs, quote moves and ledger restarts, for
 every set of accounts a caller may ask for; and its rows are what marking and consolidating from scratch give."""
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from engine.api.convert import PortfolioMessage, PortfolioMessages
 from engine.api.gateway import AccountHandle, Gateway
+from engine.api.portfolio_message import PortfolioMessage, PortfolioMessages
 from engine.brokers.base import Funds, Holding, Quote
 from engine.config import AccountSettings
 from engine.domain import Exchange, Fill, InstrumentId, Product, Side

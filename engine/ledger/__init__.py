@@ -1,6 +1,6 @@
 """Pure FIFO PnL ledger: fills in, position snapshots out; no I/O so it runs anywhere."""
 
-from engine.ledger.book import ConsolidatedPosition, Ledger, MarkedPosition, consolidate, mark
+from engine.ledger.book import ConsolidatedPosition, Ledger, MarkedPosition
 from engine.ledger.day import day_pnl
 from engine.ledger.fifo import Lot, PositionBook, PositionState
 from engine.ledger.replica import LedgerReplica
@@ -13,7 +13,5 @@ __all__ = [
     "MarkedPosition",
     "PositionBook",
     "PositionState",
-    "consolidate",
     "day_pnl",
-    "mark",
 ]

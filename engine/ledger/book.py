@@ -6,7 +6,7 @@ ledger keys fills by (account, trade_id) and applies each exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -173,50 +173,3 @@ class ConsolidatedPosition:
     realised_pnl: Decimal
     unrealised_pnl: Decimal
     accounts: tuple[str, ...]
-
-
-def mark(states: Iterable[PositionState], marks: Mapping[InstrumentId, Decimal]) -> list[MarkedPosition]:
-    """Attach last prices, keeping input order; a missing price means unrealised 0, not a guess."""
-    marked = []
-    for state in states:
-        last = marks.get(state.instrument)
-        marked.append(MarkedPosition(state, last, state.unrealised(last)))
-    return marked
-
-
-def consolidate(marked: Iterable[MarkedPosition]) -> list[ConsolidatedPosition]:
-    groups: dict[tuple[InstrumentId, Product], list[MarkedPosition]] = {}
-    for m in marked:
-        groups.setdefault((m.state.instrument, m.state.product), []).append(m)
-    return [_merge(instrument, product, groups[instrument, product]) for instrument, product in sorted(groups)]
-
-
-def _merge(instrument: InstrumentId, product: Product, group: list[MarkedPosition]) -> ConsolidatedPosition:
-    """One pass over the group: a portfolio of 100 accounts merges some 20,000 positions on every read."""
-    quantity, open_cost, realised, unrealised = 0, _ZERO, _ZERO, _ZERO
-    sides: set[bool] = set()
-    accounts: set[str] = set()
-    last_price: Decimal | None = None
-    for m in group:
-        state = m.state
-        quantity += state.quantity
-        open_cost += state.open_cost
-        realised += state.realised_pnl
-        unrealised += m.unrealised_pnl
-        if state.quantity:
-            sides.add(state.quantity > 0)
-        if last_price is None:
-            last_price = m.last_price
-        accounts.add(state.account)
-    # A long in one account and a short in another do not net into a meaningful entry price.
-    return ConsolidatedPosition(
-        instrument=instrument,
-        product=product,
-        quantity=quantity,
-        open_cost=open_cost,
-        average_price=open_cost / quantity if len(sides) == 1 else None,
-        last_price=last_price,
-        realised_pnl=realised,
-        unrealised_pnl=unrealised,
-        accounts=tuple(sorted(accounts)),
-    )

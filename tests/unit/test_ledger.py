@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.domain import Exchange, Fill, InstrumentId, Product, Side
+from engine.domain.accounts import AccountSnapshot, AccountStatus
 from engine.ledger import (
     ConsolidatedPosition,
     Ledger,
@@ -20,9 +21,8 @@ from engine.ledger import (
     Lot,
     PositionBook,
     PositionState,
-    consolidate,
-    mark,
 )
+from engine.portfolio import Portfolio, PortfolioView
 
 D = Decimal
 B, S = Side.BUY, Side.SELL
@@ -300,13 +300,24 @@ def _ledger(*fills: Fill) -> Ledger:
     return ledger
 
 
+def _book_view(ledger: Ledger, marks: dict[InstrumentId, Decimal]) -> PortfolioView:
+    """The ledger's books as the gateway shows them (engine.portfolio), every account marked with `marks`."""
+    copy = LedgerReplica()
+    changed = copy.update("e1", *ledger.changes(0))
+    names = sorted({s.account for s in ledger.positions()})
+    snapshots = {n: AccountSnapshot(n, "paper", AccountStatus.ACTIVE, marks=marks) for n in names}
+    view = PortfolioView()
+    view.refresh(Portfolio(lambda _: None).update(copy, changed, snapshots, names))
+    return view
+
+
 def test_consolidate_same_side_gives_average_price() -> None:
     ledger = _ledger(
         fill(B, 10, "100", account="A"),
         fill(B, 40, "104", account="B"),
         fill(S, 10, "106", account="B"),  # realises 20 in B, leaves 30@104
     )
-    [row] = consolidate(mark(ledger.positions(), {INFY: D("110")}))
+    [row] = _book_view(ledger, {INFY: D("110")}).positions
     assert row == ConsolidatedPosition(
         instrument=INFY,
         product=Product.CNC,
@@ -322,14 +333,14 @@ def test_consolidate_same_side_gives_average_price() -> None:
 
 def test_consolidate_same_side_short() -> None:
     ledger = _ledger(fill(S, 10, "100", account="A"), fill(S, 30, "104", account="B"))
-    [row] = consolidate(mark(ledger.positions(), {INFY: D("101")}))
+    [row] = _book_view(ledger, {INFY: D("101")}).positions
     assert (row.quantity, row.open_cost, row.average_price) == (-40, D("-4120"), D("103"))
     assert row.unrealised_pnl == D("-10") + D("90")
 
 
 def test_consolidate_mixed_sides_has_no_average_price() -> None:
     ledger = _ledger(fill(B, 10, "100", account="A"), fill(S, 4, "105", account="B"))
-    [row] = consolidate(mark(ledger.positions(), {INFY: D("110")}))
+    [row] = _book_view(ledger, {INFY: D("110")}).positions
     assert (row.quantity, row.open_cost, row.average_price) == (6, D("580"), None)
     assert row.unrealised_pnl == D("100") + D("-20")
     assert row.realised_pnl == D(0)
@@ -337,7 +348,7 @@ def test_consolidate_mixed_sides_has_no_average_price() -> None:
 
 def test_consolidate_net_flat_across_accounts() -> None:
     ledger = _ledger(fill(B, 5, "100", account="A"), fill(S, 5, "102", account="B"))
-    [row] = consolidate(mark(ledger.positions(), {INFY: D("101")}))
+    [row] = _book_view(ledger, {INFY: D("101")}).positions
     assert (row.quantity, row.average_price, row.open_cost) == (0, None, D("-10"))
     assert row.unrealised_pnl == D("5") + D("5")
 
@@ -348,7 +359,7 @@ def test_consolidate_ignores_flat_accounts_for_side() -> None:
         fill(S, 5, "90", account="A"),  # A is flat with realised -50
         fill(B, 10, "120", account="B"),
     )
-    [row] = consolidate(mark(ledger.positions(), {INFY: D("125")}))
+    [row] = _book_view(ledger, {INFY: D("125")}).positions
     assert (row.quantity, row.average_price) == (10, D("120"))
     assert (row.realised_pnl, row.unrealised_pnl) == (D("-50"), D("50"))
     assert row.accounts == ("A", "B")
@@ -361,7 +372,7 @@ def test_consolidate_groups_by_instrument_and_product() -> None:
         fill(B, 3, "30", account="A", instrument=INFY),
         fill(B, 4, "40", account="C", instrument=INFY),
     )
-    rows = consolidate(mark(ledger.positions(), {}))
+    rows = _book_view(ledger, {}).positions
     assert [(r.instrument, r.product, r.quantity, r.accounts) for r in rows] == [
         (INFY, Product.CNC, 7, ("A", "C")),
         (INFY, Product.MIS, 2, ("B",)),
@@ -371,19 +382,18 @@ def test_consolidate_groups_by_instrument_and_product() -> None:
 
 def test_mark_with_missing_price_gives_zero_unrealised() -> None:
     ledger = _ledger(fill(B, 10, "100", instrument=INFY), fill(B, 10, "100", instrument=TCS))
-    marked = mark(ledger.positions(), {TCS: D("101")})
-    assert [(m.state.instrument, m.last_price, m.unrealised_pnl) for m in marked] == [
+    view = _book_view(ledger, {TCS: D("101")})
+    assert [(m.state.instrument, m.last_price, m.unrealised_pnl) for m in view.accounts[0].positions] == [
         (INFY, None, D(0)),
         (TCS, D("101"), D("10")),
     ]
-    rows = consolidate(marked)
+    rows = view.positions
     assert [(r.last_price, r.unrealised_pnl) for r in rows] == [(None, D(0)), (D("101"), D("10"))]
     assert rows[0].average_price == D("100")
 
 
 def test_consolidate_empty() -> None:
-    assert consolidate([]) == []
-    assert mark([], {}) == []
+    assert _book_view(Ledger(), {}).positions == []
 
 
 # --- properties against a reference model ------------------------------------------------------------
@@ -471,7 +481,7 @@ def test_ledger_replays_and_consolidates(fills: list[tuple[str, Side, int, Decim
         mine = [(side, q, p) for acct, side, q, p in fills if acct == state.account]
         assert state.realised_pnl == reference(mine)[0]
 
-    [row] = consolidate(mark(states, {INFY: mark_price}))
+    [row] = _book_view(ledger, {INFY: mark_price}).positions
     flows = [(side, q, p) for _, side, q, p in fills]
     assert row.quantity == sum(side.sign * q for side, q, _ in flows)
     assert row.realised_pnl + row.unrealised_pnl == cash_mark_to_market(flows, mark_price)

@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import pickle
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -23,7 +23,7 @@ from engine.config import AccountSettings
 from engine.domain import Exchange, Fill, InstrumentId, Product, Side
 from engine.domain.accounts import AccountSnapshot, AccountStatus
 from engine.errors import PermissionDenied
-from engine.ledger import Ledger, LedgerReplica, PositionState, consolidate, mark
+from engine.ledger import ConsolidatedPosition, Ledger, LedgerReplica, MarkedPosition, PositionState
 from engine.portfolio import Portfolio, PortfolioView
 from engine.security.principal import Principal
 from engine.security.tokens import Role
@@ -138,6 +138,56 @@ class Reader:
         kept = self.messages.of(view)
         kept.draw(view)
         return kept, kept.lend(AS_OF)
+
+
+# The reference model: every book marked and consolidated from scratch, as the portfolio was built before it kept
+# anything; the kept portfolio must give the same rows.
+
+
+def mark(states: Iterable[PositionState], marks: Mapping[InstrumentId, Decimal]) -> list[MarkedPosition]:
+    """Attach last prices, keeping input order; a missing price means unrealised 0, not a guess."""
+    marked = []
+    for state in states:
+        last = marks.get(state.instrument)
+        marked.append(MarkedPosition(state, last, state.unrealised(last)))
+    return marked
+
+
+def consolidate(marked: Iterable[MarkedPosition]) -> list[ConsolidatedPosition]:
+    groups: dict[tuple[InstrumentId, Product], list[MarkedPosition]] = {}
+    for m in marked:
+        groups.setdefault((m.state.instrument, m.state.product), []).append(m)
+    return [_merge(instrument, product, groups[instrument, product]) for instrument, product in sorted(groups)]
+
+
+def _merge(instrument: InstrumentId, product: Product, group: list[MarkedPosition]) -> ConsolidatedPosition:
+    quantity, open_cost, realised, unrealised = 0, Decimal(0), Decimal(0), Decimal(0)
+    sides: set[bool] = set()
+    accounts: set[str] = set()
+    last_price: Decimal | None = None
+    for m in group:
+        state = m.state
+        quantity += state.quantity
+        open_cost += state.open_cost
+        realised += state.realised_pnl
+        unrealised += m.unrealised_pnl
+        if state.quantity:
+            sides.add(state.quantity > 0)
+        if last_price is None:
+            last_price = m.last_price
+        accounts.add(state.account)
+    # A long in one account and a short in another do not net into a meaningful entry price.
+    return ConsolidatedPosition(
+        instrument=instrument,
+        product=product,
+        quantity=quantity,
+        open_cost=open_cost,
+        average_price=open_cost / quantity if len(sides) == 1 else None,
+        last_price=last_price,
+        realised_pnl=realised,
+        unrealised_pnl=unrealised,
+        accounts=tuple(sorted(accounts)),
+    )
 
 
 def _fresh(world: World, names: tuple[str, ...]) -> bytes:

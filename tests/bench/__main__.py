@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import uvloop
 
-from tests.bench import echo_server, fanout, ledger, probes, recovery, report, stream
+from tests.bench import UNLIMITED_API, echo_server, fanout, ledger, probes, recovery, report, stream
 from tests.bench.place_order import build_requests, run_calls
 from tests.integration.daemon import Daemon
 from tests.integration.daemon import test_config as config_text
@@ -29,7 +29,6 @@ from trademaster.v1 import orders_pb2_grpc
 WARMUP_CALLS = 100
 
 ECHO_TOKEN = "tm_000000000000_" + "0" * 43  # the shape of a real token; the echo server ignores it
-_UNLIMITED = "[security]\napi_requests_per_second = 100000\napi_burst = 100000\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -117,7 +116,9 @@ async def bench_daemon(args: argparse.Namespace) -> dict[str, Any]:
         # The per-token API limit and the accounts' SEBI order pace would throttle the benchmark itself;
         # both are measured apart from it.
         daemon.config.write_text(
-            config_text(daemon.grpc_port, daemon.metrics_port, extra=_UNLIMITED, account_extra="orders_per_second = 0")
+            config_text(
+                daemon.grpc_port, daemon.metrics_port, extra=UNLIMITED_API, account_extra="orders_per_second = 0"
+            )
         )
         url = f"http://127.0.0.1:{daemon.metrics_port}/metrics"
         try:

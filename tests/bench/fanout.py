@@ -21,7 +21,7 @@ import grpc
 import psutil
 from rich.console import Console
 
-from tests.bench import probes, report
+from tests.bench import STEADY_PAPER, UNLIMITED_API, probes, report
 from tests.bench.report import percentile
 from tests.integration.daemon import Daemon
 from trademaster.v1 import common_pb2, operations_pb2, operations_pb2_grpc, orders_pb2, orders_pb2_grpc
@@ -37,13 +37,7 @@ def config_text(daemon: Daemon, accounts: int, latency_ms: float) -> str:
     """Paper accounts, unpaced, each answering order calls after `latency_ms` (accounts[].paper.latency_ms)."""
     head = f"""
 {daemon.tables(num_cpus=2)}
-[paper]
-volatility = 0.0
-depth_per_second = 1000000
-[security]
-api_requests_per_second = 100000
-api_burst = 100000
-"""
+{STEADY_PAPER}{UNLIMITED_API}"""
     account = """
 [[accounts]]
 id = "f{index:02d}"

@@ -34,7 +34,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from tests.bench import echo_server, probes, report
+from tests.bench import STEADY_PAPER, UNLIMITED_API, echo_server, probes, report
 from tests.bench.place_order import build_requests
 from tests.bench.report import latency_ms
 from tests.bench.stream_subscribers import BIN_SECONDS, Spec
@@ -63,13 +63,7 @@ def config_text(daemon: Daemon) -> str:
     """Two paper accounts, unpaced, with depth enough that no market order waits for it; no API rate limit."""
     accounts = "".join(f'\n[[accounts]]\nid = "{name}"\norders_per_second = 0\n' for name in ("alpha", "beta"))
     return f"""{daemon.tables()}
-[paper]
-volatility = 0.0
-depth_per_second = 1000000
-[security]
-api_requests_per_second = 100000
-api_burst = 100000
-{accounts}"""
+{STEADY_PAPER}{UNLIMITED_API}{accounts}"""
 
 
 def _event_time(event: orders_pb2.OrderEvent) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.bench import UNLIMITED_API
 from tests.bench.probes import counter_total
 from tests.integration.daemon import Daemon, head_sequence, wait_for
 from tests.integration.daemon import test_config as config_text
@@ -23,7 +24,6 @@ ORDERS = 300  # about 1,200 events of some 250 bytes: several times a 64 KiB win
 BLOCKED_SECONDS = 2
 MAX_LAG = 200
 LIMITS = f"stream_max_lag_events = {MAX_LAG}\nstream_blocked_send_seconds = {BLOCKED_SECONDS}\n"
-UNPACED = "[security]\napi_requests_per_second = 100000\napi_burst = 100000\n"
 # No BDP probing: the stalled client's window stays at 64 KiB instead of growing to megabytes.
 SMALL_WINDOW = [("grpc.http2.bdp_probe", 0)]
 
@@ -34,7 +34,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(base / "data", ROOT / "test-artifacts" / "daemon-stream-backpressure.log")
     d.config.write_text(
         config_text(
-            d.grpc_port, d.metrics_port, extra=UNPACED, server_extra=LIMITS, account_extra="orders_per_second = 0"
+            d.grpc_port, d.metrics_port, extra=UNLIMITED_API, server_extra=LIMITS, account_extra="orders_per_second = 0"
         )
     )
     d.start()

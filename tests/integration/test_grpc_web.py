@@ -9,6 +9,7 @@ knows no service and carries metadata both ways.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import signal
 import ssl
@@ -115,6 +116,17 @@ def headers(token: str | None, content_type: str = BINARY, **extra: str) -> dict
     return found
 
 
+def stream(web: Web, method: str, request: Message) -> contextlib.AbstractContextManager[httpx.Response]:
+    """A server stream through the proxy, as the admin, left open while the block runs."""
+    return httpx.stream(
+        "POST",
+        f"{web.url}/trademaster.v1.{method}",
+        content=framed(request),
+        headers=headers(web.daemon.admin_token),
+        timeout=CALL_TIMEOUT,
+    )
+
+
 def call(web: Web, method: str, request: Message, token: str | None, text: bool = False, **extra: str) -> Reply:
     body = framed(request)
     response = httpx.post(
@@ -202,13 +214,7 @@ def test_server_stream_is_relayed_as_it_happens(web: Web) -> None:
         after = head_sequence(client)
     first = place(web.daemon, "beta")  # its events are caught up at once, so the response starts
     request = orders_pb2.StreamOrderEventsRequest(account="beta", after_sequence=after)
-    with httpx.stream(
-        "POST",
-        f"{web.url}/trademaster.v1.OrderService/StreamOrderEvents",
-        content=framed(request),
-        headers=headers(web.daemon.admin_token),
-        timeout=CALL_TIMEOUT,
-    ) as response:
+    with stream(web, "OrderService/StreamOrderEvents", request) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("application/grpc-web")
         reader = FrameReader(response)
         flags, payload = reader.next()
@@ -318,13 +324,7 @@ def test_a_browser_leaving_a_stream_ends_the_upstream_call(web: Web) -> None:
     """Shown by the daemon's own gauge of open server streams, for a stream that is sending and one that is quiet."""
     daemon = web.daemon
     request = portfolio_pb2.StreamPortfolioRequest(accounts=["alpha"], min_interval_ms=100)
-    with httpx.stream(
-        "POST",
-        f"{web.url}/trademaster.v1.PortfolioService/StreamPortfolio",
-        content=framed(request),
-        headers=headers(daemon.admin_token),
-        timeout=CALL_TIMEOUT,
-    ) as response:
+    with stream(web, "PortfolioService/StreamPortfolio", request) as response:
         reader = FrameReader(response)
         flags, payload = reader.next()
         assert flags == 0x00 and portfolio_pb2.Portfolio.FromString(payload).accounts[0].account == "alpha"
@@ -336,13 +336,7 @@ def test_a_browser_leaving_a_stream_ends_the_upstream_call(web: Web) -> None:
     wait_for(lambda: open_streams(daemon, "StreamOrderEvents") == 0, timeout=20)
     with daemon.client() as client:
         quiet = orders_pb2.StreamOrderEventsRequest(account="gamma", after_sequence=head_sequence(client))
-    with httpx.stream(
-        "POST",
-        f"{web.url}/trademaster.v1.OrderService/StreamOrderEvents",
-        content=framed(quiet),
-        headers=headers(daemon.admin_token),
-        timeout=CALL_TIMEOUT,
-    ) as response:
+    with stream(web, "OrderService/StreamOrderEvents", quiet) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("application/grpc-web")
         wait_for(lambda: open_streams(daemon, "StreamOrderEvents") == 1, timeout=20)
     wait_for(lambda: open_streams(daemon, "StreamOrderEvents") == 0, timeout=20)
@@ -373,13 +367,7 @@ def test_stopping_the_daemon_ends_browser_streams_with_a_status(web: Web) -> Non
     daemon = web.daemon
     assert daemon.proc is not None
     request = portfolio_pb2.StreamPortfolioRequest(accounts=["alpha"], min_interval_ms=100)
-    with httpx.stream(
-        "POST",
-        f"{web.url}/trademaster.v1.PortfolioService/StreamPortfolio",
-        content=framed(request),
-        headers=headers(daemon.admin_token),
-        timeout=CALL_TIMEOUT,
-    ) as response:
+    with stream(web, "PortfolioService/StreamPortfolio", request) as response:
         reader = FrameReader(response)
         assert reader.next()[0] == 0x00
         daemon.proc.send_signal(signal.SIGTERM)

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -39,7 +40,7 @@ from engine.api.pnl_sampler import PnlSampler
 from engine.api.portfolio import PortfolioService
 from engine.api.registry import AccountRegistry
 from engine.api.security import SecurityService
-from engine.api.server import build_server, follow_database, mark_serving
+from engine.api.server import CannotListen, build_server, follow_database, mark_serving
 from engine.api.strategies import StrategyService
 from engine.api.strategy_runner import Services, StrategyRunner, strategy_clock
 from engine.api.trading import TradingStates
@@ -90,6 +91,22 @@ class _Resources:
 def _split(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def _check_addresses(server: ServerSettings) -> None:
+    """Bind each address the daemon will serve on, and let go at once, before anything starts: an address in use
+    is a configuration problem to report in one line, not minutes later from a half-started daemon."""
+    for setting, listen in (("listen", server.listen), ("metrics_listen", server.metrics_listen),
+                            ("web_listen", server.web_listen)):  # fmt: skip
+        if not listen:
+            continue
+        host, port = _split(listen)
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+            socket.create_server((host, port), family=family).close()
+        except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+            raise CannotListen(f"cannot listen on {listen} (server.{setting}): {why}") from exc
 
 
 def _warn_if_exposed(server: ServerSettings) -> None:
@@ -265,6 +282,7 @@ def _start_demo(settings: Settings, res: _Resources) -> Settings:
 def run(settings: Settings, new_admin_token: bool = False) -> None:
     """Run the daemon until SIGINT or SIGTERM."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _check_addresses(settings.server)
     box = _secret_box(settings)  # before anything starts, so a bad key stops the daemon cleanly
     res = _Resources()
     try:

@@ -53,6 +53,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the daemon in the foreground until Ctrl-C or SIGTERM."""
+    from engine.api.server import CannotListen
     from engine.config import ConfigError, load_settings  # the daemon's imports stay out of client commands
     from engine.daemon import run
     from engine.security.redaction import install_process
@@ -70,6 +71,9 @@ def serve(
         run(settings, new_admin_token)
     except SecretError as exc:  # the key cannot be loaded, or a config secret does not decrypt with it
         typer.echo(f"error: {getattr(exc, 'cause', exc)}", err=True)  # an actor's error carries the original
+        raise typer.Exit(2) from None
+    except CannotListen as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 

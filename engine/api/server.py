@@ -69,8 +69,14 @@ def build_server(
     else:
         port = server.add_secure_port(settings.listen, credentials)
     if port == 0:
-        raise OSError(f"cannot listen on {settings.listen}")
+        why = "in use, or not an address of this host"
+        raise CannotListen(f"cannot listen on {settings.listen} (server.listen): {why}")
     return server, health_servicer
+
+
+class CannotListen(OSError):
+    """An address the daemon is configured to serve on cannot be bound: a configuration problem, told to the
+    operator in one line rather than a traceback."""
 
 
 def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:

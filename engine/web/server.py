@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from engine.api.metrics_http import tls_context
+from engine.api.server import CannotListen
 from engine.config import ServerSettings
 from engine.web.proxy import GrpcWebProxy, upstream_channel
 
@@ -116,13 +117,14 @@ class WebServer:
         return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     async def start(self) -> None:
-        """Listen, and return once connections are accepted; raises OSError if the address cannot be bound."""
+        """Listen, and return once connections are accepted; raises CannotListen if the address cannot be bound."""
         host, port = self._address
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
         try:
             listener = socket.create_server((host, port), family=family)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {self._settings.web_listen}: {exc.strerror}") from exc
+            where = self._settings.web_listen
+            raise CannotListen(f"cannot listen on {where} (server.web_listen): {exc.strerror}") from exc
         self._task = asyncio.create_task(self._server.serve(sockets=[listener]), name="web-server")
         listening = asyncio.ensure_future(self._server.listening.wait())
         await asyncio.wait((self._task, listening), return_when=asyncio.FIRST_COMPLETED)

@@ -361,6 +361,18 @@ def test_the_dashboard_is_served_and_its_absence_explained(web: Web) -> None:
     assert httpx.get(f"{web.url}/", timeout=CALL_TIMEOUT).status_code == 200
 
 
+def test_a_web_port_in_use_stops_the_daemon_with_one_line_naming_the_setting(web: Web, tmp_path: Path) -> None:
+    taken = web.url.rsplit(":", 1)[1]  # the running daemon's web port
+    other = Daemon(tmp_path / "data", ROOT / "test-artifacts" / "daemon-web-port-taken.log")
+    keys = f'web_listen = "127.0.0.1:{taken}"\n'
+    other.config.write_text(config_text(other.grpc_port, other.metrics_port, server_extra=keys))
+    with pytest.raises(RuntimeError, match="daemon exited with 2"):
+        other.start()
+    log = other.log_path.read_text()
+    assert f"error: cannot listen on 127.0.0.1:{taken} (server.web_listen)" in log
+    assert "Traceback" not in log
+
+
 def test_stopping_the_daemon_ends_browser_streams_with_a_status(web: Web) -> None:
     """Last of the daemon's tests: it stops the daemon. A stream open through the proxy gets UNAVAILABLE in its
     trailers once the gRPC server's grace is over, instead of a cut connection, and the daemon exits cleanly."""

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -246,8 +246,11 @@ class AccountRuntime:
                 if not events:
                     return await self._again(order, request)
                 self._live[order.order_id] = order
-                await self._gate.turn()
-            return await self._send(order)
+                turn = await self._gate.turn()
+            try:
+                return await self._send(order)
+            finally:
+                self._gate.reached(turn)
         finally:
             self._sending.discard(intent.order_id)  # a wait cancelled before sending leaves it to the grace
 
@@ -366,47 +369,53 @@ class AccountRuntime:
 
     async def cancel(self, order_id: str) -> Order:
         await self._live_order(order_id)
-        await self._paced()  # before PENDING_CANCEL: a full queue or a cancelled wait must leave no trace
-        order = await self._live_order(order_id)
-        await self._update(order_id, OrderStatus.PENDING_CANCEL)
-        try:
-            await self._adapter.cancel(order.broker_order_id or "")
-            self._observe(None)
-        except BrokerError as exc:
-            self._observe(exc)
-            self._note_broker_error(exc)
-            await self._settle(order_id, f"cancel refused: {exc}")
-            await self.sync()
-            raise FailedPrecondition(f"broker refused the cancel of {order_id}: {exc}") from None
+        async with self._paced():  # before PENDING_CANCEL: a full queue or a cancelled wait must leave no trace
+            order = await self._live_order(order_id)
+            await self._update(order_id, OrderStatus.PENDING_CANCEL)
+            try:
+                await self._adapter.cancel(order.broker_order_id or "")
+                self._observe(None)
+            except BrokerError as exc:
+                self._observe(exc)
+                self._note_broker_error(exc)
+                await self._settle(order_id, f"cancel refused: {exc}")
+                await self.sync()
+                raise FailedPrecondition(f"broker refused the cancel of {order_id}: {exc}") from None
         await self.sync()
         return await self._current(order_id)
 
     async def modify(self, order_id: str, change: ModifyRequest) -> Order:
         await self._live_order(order_id)
-        await self._paced()  # before PENDING_MODIFY, as in cancel
-        order = await self._live_order(order_id)
-        if change.quantity is not None and change.quantity <= order.filled_quantity:
-            raise FailedPrecondition(
-                f"quantity {change.quantity} is not above the {order.filled_quantity} already filled"
-            )
-        await self._update(order_id, OrderStatus.PENDING_MODIFY)
-        try:
-            await self._adapter.modify(order.broker_order_id or "", change)
-            self._observe(None)
-        except BrokerError as exc:
-            self._observe(exc)
-            self._note_broker_error(exc)
-            await self._settle(order_id, f"modify refused: {exc}")
-            await self.sync()
-            raise FailedPrecondition(f"broker refused the modification of {order_id}: {exc}") from None
+        async with self._paced():  # before PENDING_MODIFY, as in cancel
+            order = await self._live_order(order_id)
+            if change.quantity is not None and change.quantity <= order.filled_quantity:
+                raise FailedPrecondition(
+                    f"quantity {change.quantity} is not above the {order.filled_quantity} already filled"
+                )
+            await self._update(order_id, OrderStatus.PENDING_MODIFY)
+            try:
+                await self._adapter.modify(order.broker_order_id or "", change)
+                self._observe(None)
+            except BrokerError as exc:
+                self._observe(exc)
+                self._note_broker_error(exc)
+                await self._settle(order_id, f"modify refused: {exc}")
+                await self.sync()
+                raise FailedPrecondition(f"broker refused the modification of {order_id}: {exc}") from None
         await self._settle(order_id, "", change)
         await self.sync()
         return await self._current(order_id)
 
-    async def _paced(self) -> None:
-        """Wait for an order-category turn (cancels and modifications count against the broker's limit)."""
+    @contextlib.asynccontextmanager
+    async def _paced(self) -> AsyncIterator[None]:
+        """Wait for an order-category turn (cancels and modifications count against the broker's limit), for a
+        block that sends the request; the request counts from when the block ends (OrderGate.reached)."""
         with self._gate.queued():
-            await self._gate.turn()
+            turn = await self._gate.turn()
+        try:
+            yield
+        finally:
+            self._gate.reached(turn)
 
     # -- state changes (each persisted with its event before it is visible) -----------------------
 

@@ -44,9 +44,10 @@ class RateLimits:
         self._clock = clock
         self._seen: dict[tuple[str, str, int], deque[float]] = {}
 
-    def admit(self, user: str, category: str) -> float | None:
-        """Count a request, or return the seconds to wait if any window is full (the request is not counted)."""
-        now = self._clock().timestamp()
+    def admit(self, user: str, category: str, now: float | None = None) -> float | None:
+        """Count a request at `now` (default: the clock's now), or return the seconds to wait if any window is
+        full (the request is not counted)."""
+        now = self._clock().timestamp() if now is None else now
         windows = self._limits.get(category, ())
         logs = [self._seen.setdefault((user, category, i), deque()) for i in range(len(windows))]
         wait = 0.0
@@ -61,16 +62,37 @@ class RateLimits:
             log.append(now)
         return None
 
+    def recount(self, user: str, category: str, at: float) -> None:
+        """Count a request admitted at `at` as made now instead: the latest time it can have reached the other
+        side. Now is after every time counted so far (all were admissions or recounts in the past), so the logs
+        stay in order. A count already expired is counted again, which only errs on the side of waiting."""
+        now = self._clock().timestamp()
+        for i in range(len(self._limits.get(category, ()))):
+            log = self._seen.setdefault((user, category, i), deque())
+            with contextlib.suppress(ValueError):
+                log.remove(at)
+            log.append(now)
+
 
 class Pacer:
     """Client-side pacing: waits until a request fits every window, so the broker never answers 429."""
 
     def __init__(self, limits: Mapping[str, Sequence[Window]], clock: Callable[[], datetime]) -> None:
         self._windows = RateLimits(limits, clock)
+        self._clock = clock
 
-    async def acquire(self, category: str) -> None:
-        while (wait := self._windows.admit("self", category)) is not None:
+    async def acquire(self, category: str) -> float:
+        """Wait for room in every window; the time the request was counted at, for `reached`."""
+        while True:
+            now = self._clock().timestamp()
+            wait = self._windows.admit("self", category, now)
+            if wait is None:
+                return now
             await asyncio.sleep(wait)
+
+    def reached(self, category: str, at: float) -> None:
+        """The request counted at `at` has been answered, so it has reached the broker: count it from now."""
+        self._windows.recount("self", category, at)
 
 
 class OrderQueueFull(ResourceExhausted):
@@ -105,9 +127,17 @@ class OrderGate:
         finally:
             self.waiting -= 1
 
-    async def turn(self) -> None:
+    async def turn(self) -> float:
+        """Wait for this order's turn; pass what it returns to `reached` once the broker has answered."""
         async with self._fifo:
-            await self._pacer.acquire(ORDERS)
+            return await self._pacer.acquire(ORDERS)
+
+    def reached(self, turn: float) -> None:
+        """Count the order from when the broker answered it rather than from its turn. Orders given turns in
+        one burst leave one after another, so the last of ten may reach the broker well after its turn; counted
+        from its turn, the next burst could then meet it inside the broker's second (a 429). Counted from its
+        answer, which comes after it arrived, no window at the broker can hold more than the pace allows."""
+        self._pacer.reached(ORDERS, turn)
 
 
 def order_windows(per_second: int, broker_limits: Sequence[Window]) -> list[Window]:

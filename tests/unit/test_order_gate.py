@@ -240,6 +240,34 @@ async def test_turns_never_exceed_any_window(instant_sleep: ManualClock) -> None
     assert all(seconds > 0 for seconds in clock.slept)
 
 
+async def test_an_order_counts_from_its_answer_so_a_late_one_cannot_crowd_the_next_burst(
+    instant_sleep: ManualClock,
+) -> None:
+    """Two turns in one burst; the first order's request is slow and may reach the broker as late as its answer
+    (0.5 s). Counted from their turns, the next two would go at 1.0 s and land inside the broker's second with
+    it; counted from their answers, each waits a full window after the answer it follows."""
+    clock = instant_sleep
+    gate = OrderGate("acct-1", [(2, 1.0)], max_queue=10, clock=clock)
+    slow, quick = await gate.turn(), await gate.turn()
+    clock.tick(0.02)
+    gate.reached(quick)
+    clock.tick(0.48)
+    gate.reached(slow)
+    await gate.turn()
+    assert clock.seconds() == pytest.approx(1.02)
+    await gate.turn()
+    assert clock.seconds() == pytest.approx(1.5)
+
+
+def test_a_count_already_expired_is_counted_again_from_now() -> None:
+    clock = ManualClock()
+    limits = RateLimits({ORDERS: [(1, 1.0)]}, clock)
+    assert limits.admit("u", ORDERS) is None
+    clock.tick(2.0)  # its answer took longer than the window: it may have reached the other side just now
+    limits.recount("u", ORDERS, T0.timestamp())
+    assert limits.admit("u", ORDERS) == pytest.approx(1.0)
+
+
 async def test_unpaced_gate_passes_at_once(instant_sleep: ManualClock) -> None:
     clock = instant_sleep
     gate = OrderGate("paper", order_windows(0, [(10, 1)]), max_queue=100, clock=clock)

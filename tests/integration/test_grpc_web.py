@@ -29,6 +29,7 @@ from engine.web.server import WebServer
 from tests.certs import CertAuthority
 from tests.integration.daemon import ROOT, Daemon, free_port, head_sequence, wait_for
 from tests.integration.daemon import test_config as config_text
+from tests.integration.test_orders import place as place_order
 from trademaster.v1 import accounts_pb2, common_pb2, orders_pb2, portfolio_pb2, security_pb2
 
 CALL_TIMEOUT = 15.0
@@ -168,18 +169,9 @@ def open_streams(daemon: Daemon, method: str) -> float:
 
 
 def place(daemon: Daemon, account: str) -> str:
-    """A market buy through the daemon's own gRPC port; its order id."""
-    request = orders_pb2.PlaceOrderRequest(
-        client_order_id=f"web-{uuid.uuid4().hex[:16]}",
-        account=account,
-        instrument="NSE:INFY",
-        side=common_pb2.SIDE_BUY,
-        quantity=1,
-        product=common_pb2.PRODUCT_MIS,
-        order_type=common_pb2.ORDER_TYPE_MARKET,
-    )
+    """A market buy of one INFY through the daemon's own gRPC port; its order id."""
     with daemon.client() as client:
-        return client.orders.PlaceOrder(request, timeout=CALL_TIMEOUT).order.order_id
+        return place_order(client, account=account).order.order_id
 
 
 def event_order_id(event: orders_pb2.OrderEvent) -> str:
